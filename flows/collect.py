@@ -16,6 +16,7 @@ from framewatch.pseudonym import pseudonymizer_for
 from nlp.text import html_to_text
 from warehouse import runs
 from warehouse.db import open_warehouse
+from warehouse.search import rebuild_search_index
 from warehouse.store import BatchCounts, read_cursor, register_source, store_batch
 
 
@@ -111,4 +112,21 @@ def collect_flow(config_path: str, run_id: str, only: list[str] | None = None) -
     names = [c.name for c in preflight(settings, only)]
     # Sources run one after another: DuckDB has one writer, and each source is polite to its
     # own host. The tasks take only names, so a Dask task runner can spread them later.
-    return [collect_source_task(config_path, name, run_id) for name in names]
+    results = [collect_source_task(config_path, name, run_id) for name in names]
+    if any(r["new"] or r["updated"] for r in results):
+        refresh_search_task(config_path)
+    return results
+
+
+def refresh_search(settings: Settings) -> None:
+    con = open_warehouse(settings.warehouse_path)
+    try:
+        rebuild_search_index(con)
+    finally:
+        con.close()
+
+
+@task(name="refresh-search-index")
+def refresh_search_task(config_path: str) -> None:
+    """The FTS index is a snapshot; rebuild it when posts changed."""
+    refresh_search(settings_from(config_path))

