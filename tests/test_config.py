@@ -1,0 +1,70 @@
+"""Configuration: the public keys validate, and mistakes name the key and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from framewatch.cli import app
+from framewatch.config import ConfigError, load_settings
+from tests.conftest import DEMO_CONFIG
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_config_loads_with_its_public_keys():
+    settings = load_settings(DEMO_CONFIG)
+    assert settings.warehouse.path == Path("data/framewatch.duckdb")
+    assert settings.schedule.cron == "0 2 * * *"
+    assert [(s.name, s.type) for s in settings.sources][:1] == [("seed-threads", "jsonl")]
+    assert settings.sources[0].options()["path"] == "config/demo/seed_posts.jsonl"
+    assert settings.warehouse_path == DEMO_CONFIG.parent.parent / "data" / "framewatch.duckdb"
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write(tmp_path, '[warehouse]\npath = "x.duckdb"\ncolour = "red"\n')
+    with pytest.raises(ConfigError, match=r"warehouse\.colour: unknown key"):
+        load_settings(path)
+
+
+def test_bad_cron_is_named(tmp_path):
+    path = write(tmp_path, '[schedule]\ncron = "every night"\n')
+    with pytest.raises(ConfigError, match=r"schedule\.cron: must have five fields"):
+        load_settings(path)
+
+
+def test_duplicate_source_names_are_rejected(tmp_path):
+    source = '[[sources]]\nname = "a"\ntype = "jsonl"\npath = "x.jsonl"\n'
+    with pytest.raises(ConfigError, match="name 'a' is used twice"):
+        load_settings(write(tmp_path, source + source))
+
+
+def test_source_without_type_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"sources\.0\.type: Field required"):
+        load_settings(write(tmp_path, '[[sources]]\nname = "a"\n'))
+
+
+def test_invalid_toml_is_reported_with_the_file(tmp_path):
+    path = write(tmp_path, "[warehouse\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML"):
+        load_settings(path)
+
+
+def test_cli_exits_2_with_one_clear_line_on_config_error(tmp_path):
+    path = write(tmp_path, '[report]\ngranularities = ["fortnight"]\n')
+    result = CliRunner().invoke(app, ["init", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "report.granularities: unknown granularity 'fortnight'" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_exits_2_when_config_file_is_missing(tmp_path):
+    result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "config file not found" in result.output
