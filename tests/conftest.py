@@ -48,7 +48,7 @@ def analyzed_demo(tmp_path_factory) -> Path:
     Tests using it must open the warehouse read-only.
     """
     from flows.analyze import analyze_posts
-    from flows.collect import collect_one
+    from flows.collect import collect_one, refresh_search
     from framewatch.config import load_settings
 
     root = tmp_path_factory.mktemp("analyzed-demo")
@@ -58,5 +58,6 @@ def analyzed_demo(tmp_path_factory) -> Path:
                       .replace('out_dir = "reports_out"', f'out_dir = "{root / "reports"}"'))
     settings = load_settings(config)
     collect_one(settings, "seed-threads", "test-collect")
+    refresh_search(settings)
     analyze_posts(settings, "test-analyze")
     return config
