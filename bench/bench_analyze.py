@@ -1,0 +1,73 @@
+"""Analyze throughput against the raw encoder on the same posts and machine.
+
+    .venv/bin/python bench/bench_analyze.py --posts 10000
+
+Prints posts/s of MiniLM alone (encode only), of spaCy alone, and of analyze end to end
+(spaCy + MiniLM + writing to DuckDB), and the ratio analyze / encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.corpus import generate, write_jsonl  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--posts", type=int, default=10_000)
+    args = parser.parse_args()
+
+    from flows.analyze import analyze_posts
+    from flows.collect import collect_one
+    from nlp import embed, linguistic
+    from tests.support.settings import make_settings
+
+    posts = generate(args.posts)
+    texts = [p["text"] for p in posts]
+    embed.encode(texts[:32])  # load the model outside the timings
+    linguistic.load_pipeline()
+
+    t = time.perf_counter()
+    embed.encode(texts)
+    encoder_rate = len(texts) / (time.perf_counter() - t)
+
+    sample = texts[: min(len(texts), 2000)]
+    t = time.perf_counter()
+    linguistic.analyse(sample, [None] * len(sample))
+    spacy_rate = len(sample) / (time.perf_counter() - t)
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        data = write_jsonl(posts, folder / "posts.jsonl")
+        settings = make_settings(folder, [{"name": "bench", "type": "jsonl", "path": str(data)}],
+                                 analysis={"batch_size": 512})
+        collect_one(settings, "bench", "bench")
+        t = time.perf_counter()
+        stats = analyze_posts(settings, "bench")
+        analyze_rate = stats["posts"] / (time.perf_counter() - t)
+        t = time.perf_counter()
+        again = analyze_posts(settings, "bench-again")
+        noop_s = time.perf_counter() - t
+
+    result = {
+        "posts": len(texts),
+        "encoder_posts_per_s": round(encoder_rate, 1),
+        "spacy_posts_per_s": round(spacy_rate, 1),
+        "analyze_posts_per_s": round(analyze_rate, 1),
+        "ratio_analyze_to_encoder": round(analyze_rate / encoder_rate, 3),
+        "second_analyze_posts": again["posts"],
+        "second_analyze_seconds": round(noop_s, 2),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
