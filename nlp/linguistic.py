@@ -51,7 +51,7 @@ def _identifier():
 
 def detect_language(text: str, declared: str | None = None) -> str:
     """ISO 639-1 code; the declared language wins when the text is too short to tell."""
-    declared = (declared or "").split("-")[0].lower() or None
+    declared = declared.split("-")[0].lower() or None if isinstance(declared, str) else None
     letters = sum(ch.isalpha() for ch in text)
     if letters < MIN_LETTERS_FOR_DETECTION:
         return declared or "und"

@@ -14,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("FRAMEWATCH_PSEUDONYM_KEY", "test-pseudonym-key")
+if "FRAMEWATCH_CACHE_DIR" not in os.environ:  # models trained by tests stay out of the user's cache
+    import tempfile
+
+    os.environ["FRAMEWATCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="framewatch-test-cache-")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.toml"
