@@ -15,6 +15,7 @@ import pandas as pd
 from prefect import flow, task
 
 from flows.context import run_logger, settings_from
+from flows.recording import recorded_run
 from framewatch.config import Settings
 from nlp import embed, linguistic
 from warehouse.analysis import count_pending, embedding_frame, pending_posts, store_analysis
@@ -92,6 +93,14 @@ def analyze_posts_task(config_path: str, run_id: str) -> dict[str, Any]:
 
 
 @flow(name="framewatch-analyze")
-def analyze_flow(config_path: str, run_id: str) -> dict[str, Any]:
-    """spaCy + embeddings, then the framing classifier and topics over stored vectors."""
-    return {"nlp": analyze_posts_task(config_path, run_id)}
+def analyze_flow(config_path: str, run_id: str, refit_topics: bool = False) -> dict[str, Any]:
+    """spaCy + embeddings, then the framing classifier and topics over the stored vectors."""
+    from flows.framing_step import classify_task
+    from flows.topic_step import topics_task
+
+    settings = settings_from(config_path)
+    with recorded_run(settings, "analyze", run_id) as stats:
+        stats["nlp"] = analyze_posts_task(config_path, run_id)
+        stats["framings"] = classify_task(config_path, run_id)
+        stats["topics"] = topics_task(config_path, run_id, refit_topics)
+    return stats

@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, task
 
 from flows.context import collector_context, run_logger, settings_from
+from flows.recording import recorded_run
 from flows.sources import SourceError, build_collector
 from framewatch.config import Settings
 from framewatch.pseudonym import pseudonymizer_for
@@ -110,12 +111,25 @@ def collect_flow(config_path: str, run_id: str, only: list[str] | None = None) -
     """Run every enabled source. One failing source does not stop the others."""
     settings = settings_from(config_path)
     names = [c.name for c in preflight(settings, only)]
-    # Sources run one after another: DuckDB has one writer, and each source is polite to its
-    # own host. The tasks take only names, so a Dask task runner can spread them later.
-    results = [collect_source_task(config_path, name, run_id) for name in names]
-    if any(r["new"] or r["updated"] for r in results):
-        refresh_search_task(config_path)
+    with recorded_run(settings, "collect", run_id) as stats:
+        # Sources run one after another: DuckDB has one writer, and each source is polite to its
+        # own host. The tasks take only names, so a Dask task runner can spread them later.
+        results = [collect_source_task(config_path, name, run_id) for name in names]
+        if any(r["new"] or r["updated"] for r in results):
+            refresh_search_task(config_path)
+        stats["sources"] = {r["source"]: {k: r[k] for k in ("status", "fetched", "new", "updated",
+                                                             "skipped_consent", "failed", "seconds")}
+                            for r in results}
+        stats["status"] = overall_status(results)
     return results
+
+
+def overall_status(results: list[dict[str, Any]]) -> str:
+    """ok when every source is ok, failed when all failed, else partial."""
+    states = {r["status"] for r in results}
+    if states <= {"ok"}:
+        return "ok"
+    return "failed" if states == {"failed"} else "partial"
 
 
 def refresh_search(settings: Settings) -> None:

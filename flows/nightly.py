@@ -12,18 +12,11 @@ from typing import Any
 from prefect import flow
 
 from flows.analyze import analyze_flow
-from flows.collect import collect_flow
+from flows.collect import collect_flow, overall_status
 from flows.context import run_logger, settings_from
 from flows.recording import recorded_run
 from flows.report_step import report_task
 from warehouse.runs import new_run_id
-
-
-def overall_status(sources: list[dict[str, Any]]) -> str:
-    states = {s["status"] for s in sources}
-    if not states or states == {"ok"}:
-        return "ok"
-    return "failed" if states == {"failed"} else "partial"
 
 
 @flow(name="framewatch-nightly")

@@ -42,7 +42,7 @@ def recorded_run(settings: Settings, kind: str, run_id: str) -> Iterator[dict[st
         status = stats.pop("status", "ok")
         con = open_warehouse(settings.warehouse_path)
         try:
-            runs.finish_run(con, run_id, status, stats, error or stats.get("error"))
+            runs.finish_run(con, run_id, kind, status, stats, error or stats.get("error"))
         finally:
             con.close()
         stats["status"] = status

@@ -30,8 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+# Piped output (logs, CI, tests) gets a fixed, roomy width instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=140)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)
 
 ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Config file (TOML).")
 
@@ -72,8 +73,9 @@ def _guard(fn):
 
 def _print_collection(results: list[dict[str, Any]]) -> int:
     table = Table(title="collection")
-    for column in ("source", "status", "fetched", "new", "updated", "skipped_consent", "failed", "seconds"):
-        table.add_column(column, justify="right" if column not in ("source", "status") else "left")
+    for column in ("source", "status", "fetched", "new", "updated", "consent-skipped", "failed", "seconds"):
+        table.add_column(column, justify="right" if column not in ("source", "status") else "left",
+                         overflow="fold")
     for r in results:
         colour = {"ok": "green", "partial": "yellow"}.get(r["status"], "red")
         table.add_row(r["source"], f"[{colour}]{r['status']}[/{colour}]", *(str(r[k]) for k in (
@@ -87,6 +89,13 @@ def _print_collection(results: list[dict[str, Any]]) -> int:
         if r["error"] and r["status"] == "failed":
             err.print(f"[red]{r['error']}[/red]", highlight=False, soft_wrap=True)
     return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def _print_report(result: dict[str, Any]) -> None:
+    paths = result.get("report_paths") or []
+    if paths:
+        console.print(f"latest report: {paths[0]}")
+    console.print(f"report index: {result['index_path']}")
 
 
 def _preflight(settings: Settings, only: list[str] | None = None) -> None:
@@ -156,8 +165,7 @@ def report(config: Path = ConfigOption,
 
     settings = settings_or_exit(config)
     result = _guard(lambda: build_report(settings, new_run_id(), out))
-    console.print(f"report: {result['report_path']}")
-    console.print(f"index:  {result['index_path']}")
+    _print_report(result)
 
 
 @app.command()
@@ -172,7 +180,7 @@ def run(config: Path = ConfigOption,
     result = _guard(lambda: nightly_flow(str(config), out_dir=str(out) if out else None))
     code = _print_collection(result["collect"])
     console.print(f"run {result['run_id']}: {result['status']}")
-    console.print(f"report: {result['report']['report_path']}")
+    _print_report(result["report"])
     raise typer.Exit(code)
 
 
@@ -199,7 +207,7 @@ def sql(query: str = typer.Argument(..., help="SQL to run read-only against the 
     from warehouse.db import connect
 
     settings = settings_or_exit(config)
-    con = _guard(lambda: connect(settings.warehouse_path, read_only=True))
+    con = _guard(lambda: connect(settings.warehouse_path, read_only=True, search=True))
     try:
         cursor = con.execute(query)
         columns = [d[0] for d in cursor.description or []]

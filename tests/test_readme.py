@@ -26,7 +26,7 @@ def test_readme_has_sample_sql():
 
 
 def test_every_readme_query_runs_on_the_demo_warehouse(analyzed_demo):
-    con = connect(load_settings(analyzed_demo).warehouse_path, read_only=True)
+    con = connect(load_settings(analyzed_demo).warehouse_path, read_only=True, search=True)
     try:
         results = {sql.splitlines()[0]: con.execute(sql).fetchall() for sql in sql_blocks()}
     finally:

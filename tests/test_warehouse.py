@@ -37,7 +37,7 @@ def jsonl_settings(tmp_path: Path, path: Path):
 
 
 def query(settings, sql: str, params=None):
-    con = connect(settings.warehouse_path, read_only=True)
+    con = connect(settings.warehouse_path, read_only=True, search=True)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:

@@ -28,14 +28,14 @@ def fts_extension_path() -> Path:
     return candidates[0]
 
 
-def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
+def load_search_extension(con: duckdb.DuckDBPyConnection) -> None:
+    """Load FTS from its pip package (needed to query ``search_posts`` or rebuild the index)."""
     con.execute(f"LOAD '{fts_extension_path()}'")
 
 
-def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection with FTS loaded. Readers pass ``read_only=True`` (one writer at a time)."""
+def connect(path: Path | str, read_only: bool = False, search: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection; ``read_only=True`` for readers (one writer at a time), ``search=True`` to
+    load the full-text-search extension (it costs a few hundred ms, so only when needed)."""
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseError(f"{path}: warehouse does not exist yet; run `framewatch init` first")
@@ -45,10 +45,12 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         except OSError as exc:
             raise WarehouseError(f"{path}: cannot create the warehouse folder: {exc.strerror}") from exc
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only,
+                             config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
     except duckdb.Error as exc:
         raise WarehouseError(f"{path}: cannot open the warehouse: {exc}") from exc
-    _prepare(con)
+    if search:
+        load_search_extension(con)
     return con
 
 

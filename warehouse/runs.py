@@ -18,16 +18,16 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, kind: str, config_has
               flow_run_id: str | None = None) -> None:
     con.execute(
         "INSERT INTO pipeline_runs VALUES (?, ?, ?, NULL, 'running', ?, ?, NULL, NULL) "
-        "ON CONFLICT (run_id) DO NOTHING",
+        "ON CONFLICT (run_id, kind) DO NOTHING",
         [run_id, kind, datetime.now(timezone.utc), config_hash, flow_run_id],
     )
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, stats: dict[str, Any],
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, kind: str, status: str, stats: dict[str, Any],
                error: str | None = None) -> None:
     con.execute(
-        "UPDATE pipeline_runs SET finished_at = ?, status = ?, stats = ?, error = ? WHERE run_id = ?",
-        [datetime.now(timezone.utc), status, json.dumps(stats, default=str, sort_keys=True), error, run_id],
+        "UPDATE pipeline_runs SET finished_at = ?, status = ?, stats = ?, error = ? WHERE run_id = ? AND kind = ?",
+        [datetime.now(timezone.utc), status, json.dumps(stats, default=str, sort_keys=True), error, run_id, kind],
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from warehouse.db import transaction
+from warehouse.db import load_search_extension, transaction
 
 SEARCH_MACRO = """
 CREATE OR REPLACE MACRO search_posts(q, k := 50) AS TABLE
@@ -25,6 +25,7 @@ LIMIT k
 
 def rebuild_search_index(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build the BM25 index over ``post_store.text`` (English stemmer, stop words)."""
+    load_search_extension(con)
     with transaction(con):
         con.execute(
             "PRAGMA create_fts_index('post_store', 'post_id', 'text', stemmer = 'english', "

@@ -105,19 +105,8 @@ def store_batch(
                 counts = _upsert_posts(con, run_id, now)
             finally:
                 con.unregister("incoming")
-        for skip in batch.skips:
-            con.execute(
-                "INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [now, run_id, source, skip.platform, skip.site, skip.native_id, skip.action, skip.reason, skip.detail],
-            )
-            if skip.action == "skipped_consent":
-                counts.skipped_consent += 1
-                # An account that withdrew consent: remove what we stored of it earlier.
-                if skip.native_id:
-                    _forget(con, make_post_id(skip.platform, skip.site, skip.native_id), now, run_id,
-                            "account withdrew consent")
-            else:
-                counts.rejected += 1
+        if batch.skips:
+            counts.skipped_consent, counts.rejected = _record_skips(con, source, run_id, batch.skips, now)
         for platform, site, native_id in batch.deleted_native_ids:
             if _forget(con, make_post_id(platform, site, native_id), now, run_id, "gone at the source"):
                 con.execute(
@@ -134,6 +123,45 @@ def store_batch(
     return counts
 
 
+def _record_skips(con: duckdb.DuckDBPyConnection, source: str, run_id: str, skips: list[Any],
+                  now: datetime) -> tuple[int, int]:
+    """Provenance rows for skipped records (one per record and reason, not one per run), and
+    removal of anything stored earlier from an account that has since withdrawn consent."""
+    frame = pd.DataFrame([{
+        "platform": k.platform, "site": k.site, "native_id": k.native_id, "action": k.action,
+        "reason": k.reason, "detail": k.detail,
+        "post_id": make_post_id(k.platform, k.site, k.native_id) if k.native_id else None,
+    } for k in skips]).astype("object")
+    con.register("skips_in", frame)
+    try:
+        con.execute(
+            """
+            INSERT INTO provenance
+            SELECT DISTINCT ?, ?, ?, k.platform, k.site, k.native_id, k.action, k.reason, k.detail
+            FROM skips_in k
+            WHERE NOT EXISTS (SELECT 1 FROM provenance p WHERE p.source = ? AND p.platform = k.platform
+                              AND p.site = k.site AND p.native_id IS NOT DISTINCT FROM k.native_id
+                              AND p.action = k.action AND p.reason = k.reason)
+            """,
+            [now, run_id, source, source],
+        )
+        con.execute(
+            """
+            UPDATE post_store SET content = NULL, text = NULL, spoiler_text = NULL, raw = NULL,
+                   deleted_at = ?, updated_at = ?, run_id = ?
+            WHERE deleted_at IS NULL AND post_id IN
+                  (SELECT post_id FROM skips_in WHERE action = 'skipped_consent' AND post_id IS NOT NULL)
+            """,
+            [now, now, run_id],
+        )
+        con.execute("DELETE FROM post_history WHERE post_id IN "
+                    "(SELECT post_id FROM skips_in WHERE action = 'skipped_consent')")
+    finally:
+        con.unregister("skips_in")
+    consent = int((frame.action == "skipped_consent").sum())
+    return consent, len(frame) - consent
+
+
 def _upsert_posts(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) -> BatchCounts:
     # Classify incoming rows against what is stored.
     con.execute(
@@ -141,7 +169,10 @@ def _upsert_posts(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) ->
         CREATE OR REPLACE TEMP TABLE incoming_classified AS
         SELECT i.*,
                CASE WHEN s.post_id IS NULL THEN 'new'
-                    WHEN s.deleted_at IS NULL AND s.content_hash = i.content_hash THEN 'same'
+                    WHEN s.deleted_at IS NULL AND s.content_hash = i.content_hash
+                         AND s.thread_id IS NOT DISTINCT FROM i.thread_id
+                         AND s.parent_id IS NOT DISTINCT FROM i.parent_id THEN 'same'
+                    WHEN s.deleted_at IS NULL AND s.content_hash = i.content_hash THEN 'relinked'
                     WHEN s.edited_at IS NOT NULL AND i.edited_at IS NOT NULL
                          AND i.edited_at < s.edited_at THEN 'older'
                     ELSE 'changed' END AS state
@@ -172,7 +203,7 @@ def _upsert_posts(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) ->
         SELECT post_id, platform, site, native_id, source, thread_id, parent_id, author, author_key,
                created_at, edited_at, lang, url, content, text, spoiler_text, content_hash,
                CAST(raw AS JSON), ?, ?, NULL, ?
-        FROM incoming_classified WHERE state IN ('new', 'changed')
+        FROM incoming_classified WHERE state IN ('new', 'changed', 'relinked')
         ON CONFLICT (post_id) DO UPDATE SET
             thread_id = excluded.thread_id, parent_id = excluded.parent_id,
             author = excluded.author, author_key = excluded.author_key,
@@ -186,7 +217,7 @@ def _upsert_posts(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime) ->
     )
     states = dict(con.execute("SELECT state, count(*) FROM incoming_classified GROUP BY state").fetchall())
     con.execute("DROP TABLE incoming_classified")
-    return BatchCounts(new=states.get("new", 0), updated=states.get("changed", 0),
+    return BatchCounts(new=states.get("new", 0), updated=states.get("changed", 0) + states.get("relinked", 0),
                        unchanged=states.get("same", 0) + states.get("older", 0))
 
 

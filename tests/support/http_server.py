@@ -126,6 +126,7 @@ class ReplayServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small replies otherwise stall ~40 ms each
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
@@ -153,7 +154,7 @@ class ReplayServer:
                 self.send_header("Content-Type", content_type)
                 for key, value in reply.headers.items():
                     if key.lower() not in {"content-type", "content-length", "transfer-encoding",
-                                           "content-encoding", "connection"}:
+                                           "content-encoding", "connection", "date", "server"}:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -10,15 +10,16 @@ CREATE TABLE sources (
 );
 
 CREATE TABLE pipeline_runs (
-    run_id       VARCHAR PRIMARY KEY,
-    kind         VARCHAR NOT NULL,     -- collect | analyze | report | run
+    run_id       VARCHAR NOT NULL,     -- shared by a run and its stages
+    kind         VARCHAR NOT NULL,     -- run (the nightly flow) | collect | analyze | report
     started_at   TIMESTAMPTZ NOT NULL,
     finished_at  TIMESTAMPTZ,
     status       VARCHAR NOT NULL,     -- running | ok | partial | failed
     config_hash  VARCHAR,
     flow_run_id  VARCHAR,
     stats        JSON,
-    error        VARCHAR
+    error        VARCHAR,
+    PRIMARY KEY (run_id, kind)
 );
 
 CREATE TABLE collection_runs (

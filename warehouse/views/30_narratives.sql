@@ -1,30 +1,13 @@
 -- Narrative metrics (public contract): framing and stance shares over time, significant shifts,
 -- reply transitions, cross-platform lead/lag and emerging/fading topics.
 --
--- Inputs: posts (00_core), post_framings and post_stances (10_framings), topic_timeline
--- (20_topics). Periods are UTC calendar periods: day, ISO week (starting Monday) and month;
--- period_start is the DATE the period starts. Every metric is given per platform and for
--- platform = 'all'. Only classified posts count: a post without framing rows is not "no
--- framing", it is not analysed yet. Every view returns zero rows, not an error, while nothing
--- is classified.
-
--- Until the framing and topic views exist, stand-ins with their documented columns and no rows
--- let this file bind. Files that sort earlier define the real ones; these statements then do
--- nothing, and the real files replace the stand-ins with CREATE OR REPLACE when they arrive.
-CREATE VIEW IF NOT EXISTS post_framings AS
-SELECT NULL::VARCHAR AS post_id, NULL::VARCHAR AS framing, NULL::DOUBLE AS score,
-       NULL::BOOLEAN AS present, NULL::VARCHAR AS model_version
-WHERE false;
-
-CREATE VIEW IF NOT EXISTS post_stances AS
-SELECT NULL::VARCHAR AS post_id, NULL::VARCHAR AS stance, NULL::DOUBLE AS score,
-       NULL::VARCHAR AS model_version
-WHERE false;
-
-CREATE VIEW IF NOT EXISTS topic_timeline AS
-SELECT NULL::DATE AS period_start, NULL::VARCHAR AS granularity, NULL::INTEGER AS topic_id,
-       NULL::BIGINT AS n_posts
-WHERE false;
+-- Inputs: posts (00_core), post_framings and post_stances (10_framings, the current model of
+-- each codebook), topic_timeline (20_topics). Periods are UTC calendar periods: day, ISO week
+-- (starting Monday) and month; period_start is the DATE the period starts. Every metric is given
+-- per platform and for platform = 'all', and per codebook (the last column: framing keys belong
+-- to a codebook, and posts are compared only with posts classified under the same one). Only
+-- classified posts count: a post without framing rows is not "no framing", it is not analysed
+-- yet. Every view returns zero rows, not an error, while nothing is classified.
 
 -- Statistics helpers --------------------------------------------------------------------------
 
@@ -68,88 +51,93 @@ FROM posts p
 CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(granularity)
 WHERE p.created_at IS NOT NULL;
 
--- Classified posts in long form: one row per framing present, or a single 'none' row when the
--- classifier found none. (A post with rows from several model versions counts a framing as
--- present if any row says so; post_framings is expected to expose the current model's rows.)
+-- Classified posts in long form: one row per codebook and framing present, or a single 'none'
+-- row when the classifier found none of the codebook's framings.
 CREATE OR REPLACE VIEW narrative_post_framings AS
 WITH flags AS (
-    SELECT f.post_id, f.framing, bool_or(coalesce(f.present, false)) AS present, max(f.score) AS score
+    SELECT f.post_id, f.codebook, f.framing, bool_or(coalesce(f.present, false)) AS present,
+           max(f.score) AS score
     FROM post_framings f JOIN posts p USING (post_id)
     WHERE f.framing IS NOT NULL
-    GROUP BY f.post_id, f.framing
+    GROUP BY f.post_id, f.codebook, f.framing
 )
-SELECT post_id, framing, score FROM flags WHERE present
+SELECT post_id, codebook, framing, score FROM flags WHERE present
 UNION ALL
-SELECT post_id, 'none' AS framing, NULL::DOUBLE AS score
-FROM flags GROUP BY post_id HAVING NOT bool_or(present);
+SELECT post_id, codebook, 'none' AS framing, NULL::DOUBLE AS score
+FROM flags GROUP BY post_id, codebook HAVING NOT bool_or(present);
 
--- One stance per classified post (the highest-scoring row if there are several).
+-- One stance per classified post and codebook: the highest-scoring one.
 CREATE OR REPLACE VIEW narrative_post_stances AS
-SELECT s.post_id, arg_max(s.stance, coalesce(s.score, 0.0)) AS stance, max(s.score) AS score
+SELECT s.post_id, s.codebook, arg_max(s.stance, coalesce(s.score, 0.0)) AS stance, max(s.score) AS score
 FROM post_stances s JOIN posts p USING (post_id)
 WHERE s.stance IS NOT NULL
-GROUP BY s.post_id;
+GROUP BY s.post_id, s.codebook;
 
 -- Shares over time ----------------------------------------------------------------------------
 
 -- Share of classified posts carrying each framing, with a 95% Wilson interval. Every framing the
 -- classifier knows gets a row for every non-empty period (n_framing = 0 included).
 CREATE OR REPLACE VIEW framing_timeline AS
-WITH classified AS (SELECT DISTINCT post_id FROM narrative_post_framings),
-keys AS (SELECT DISTINCT framing FROM post_framings WHERE framing IS NOT NULL AND framing <> 'none'),
+WITH classified AS (SELECT DISTINCT post_id, codebook FROM narrative_post_framings),
+keys AS (
+    SELECT DISTINCT codebook, framing FROM post_framings WHERE framing IS NOT NULL AND framing <> 'none'
+),
 denominators AS (
-    SELECT pp.granularity, pp.period_start, pp.platform, count(*) AS n_posts
+    SELECT c.codebook, pp.granularity, pp.period_start, pp.platform, count(*) AS n_posts
     FROM narrative_post_periods pp JOIN classified c USING (post_id)
-    GROUP BY pp.granularity, pp.period_start, pp.platform
+    GROUP BY c.codebook, pp.granularity, pp.period_start, pp.platform
 ),
 numerators AS (
-    SELECT pp.granularity, pp.period_start, pp.platform, f.framing, count(*) AS n_framing
+    SELECT f.codebook, pp.granularity, pp.period_start, pp.platform, f.framing, count(*) AS n_framing
     FROM narrative_post_periods pp JOIN narrative_post_framings f USING (post_id)
     WHERE f.framing <> 'none'
-    GROUP BY pp.granularity, pp.period_start, pp.platform, f.framing
+    GROUP BY f.codebook, pp.granularity, pp.period_start, pp.platform, f.framing
 )
 SELECT d.period_start, d.granularity, d.platform, k.framing, d.n_posts,
        coalesce(n.n_framing, 0) AS n_framing,
        coalesce(n.n_framing, 0)::DOUBLE / d.n_posts AS share,
        fw_wilson_low(coalesce(n.n_framing, 0), d.n_posts) AS ci_low,
-       fw_wilson_high(coalesce(n.n_framing, 0), d.n_posts) AS ci_high
+       fw_wilson_high(coalesce(n.n_framing, 0), d.n_posts) AS ci_high,
+       d.codebook
 FROM denominators d
-CROSS JOIN keys k
+JOIN keys k ON k.codebook IS NOT DISTINCT FROM d.codebook
 LEFT JOIN numerators n
-       ON n.granularity = d.granularity AND n.period_start = d.period_start
-      AND n.platform = d.platform AND n.framing = k.framing;
+       ON n.codebook IS NOT DISTINCT FROM d.codebook AND n.granularity = d.granularity
+      AND n.period_start = d.period_start AND n.platform = d.platform AND n.framing = k.framing;
 
 -- Share of posts with a stance taking each stance, with a 95% Wilson interval.
 CREATE OR REPLACE VIEW stance_timeline AS
-WITH keys AS (SELECT DISTINCT stance FROM narrative_post_stances),
+WITH keys AS (SELECT DISTINCT codebook, stance FROM narrative_post_stances),
 denominators AS (
-    SELECT pp.granularity, pp.period_start, pp.platform, count(*) AS n_posts
+    SELECT s.codebook, pp.granularity, pp.period_start, pp.platform, count(*) AS n_posts
     FROM narrative_post_periods pp JOIN narrative_post_stances s USING (post_id)
-    GROUP BY pp.granularity, pp.period_start, pp.platform
+    GROUP BY s.codebook, pp.granularity, pp.period_start, pp.platform
 ),
 numerators AS (
-    SELECT pp.granularity, pp.period_start, pp.platform, s.stance, count(*) AS n_stance
+    SELECT s.codebook, pp.granularity, pp.period_start, pp.platform, s.stance, count(*) AS n_stance
     FROM narrative_post_periods pp JOIN narrative_post_stances s USING (post_id)
-    GROUP BY pp.granularity, pp.period_start, pp.platform, s.stance
+    GROUP BY s.codebook, pp.granularity, pp.period_start, pp.platform, s.stance
 )
 SELECT d.period_start, d.granularity, d.platform, k.stance, d.n_posts,
        coalesce(n.n_stance, 0) AS n_stance,
        coalesce(n.n_stance, 0)::DOUBLE / d.n_posts AS share,
        fw_wilson_low(coalesce(n.n_stance, 0), d.n_posts) AS ci_low,
-       fw_wilson_high(coalesce(n.n_stance, 0), d.n_posts) AS ci_high
+       fw_wilson_high(coalesce(n.n_stance, 0), d.n_posts) AS ci_high,
+       d.codebook
 FROM denominators d
-CROSS JOIN keys k
+JOIN keys k ON k.codebook IS NOT DISTINCT FROM d.codebook
 LEFT JOIN numerators n
-       ON n.granularity = d.granularity AND n.period_start = d.period_start
-      AND n.platform = d.platform AND n.stance = k.stance;
+       ON n.codebook IS NOT DISTINCT FROM d.codebook AND n.granularity = d.granularity
+      AND n.period_start = d.period_start AND n.platform = d.platform AND n.stance = k.stance;
 
 -- Shifts --------------------------------------------------------------------------------------
 
 -- Each period against the previous non-empty period of the same granularity and platform:
 -- two-proportion z-test (pooled), then Benjamini-Hochberg over all tested framings and
--- platforms of that period and granularity. A pair is tested only when both periods have at
--- least 10 classified posts and the framing has at least 3 posts in one of them; untested
--- pairs have p_value NULL and are never significant. significant = BH-adjusted q <= 0.05.
+-- platforms of that period, granularity and codebook. A pair is tested only when both periods
+-- have at least 10 classified posts and the framing has at least 3 posts in one of them;
+-- untested pairs have p_value and q_value NULL and are never significant.
+-- significant = BH-adjusted q <= 0.05 (false discovery rate 5%).
 CREATE OR REPLACE VIEW narrative_shifts AS
 WITH paired AS (
     SELECT t.*,
@@ -158,7 +146,7 @@ WITH paired AS (
            lag(t.n_framing) OVER w AS n_framing_prev,
            lag(t.share) OVER w AS share_prev
     FROM framing_timeline t
-    WINDOW w AS (PARTITION BY t.granularity, t.platform, t.framing ORDER BY t.period_start)
+    WINDOW w AS (PARTITION BY t.codebook, t.granularity, t.platform, t.framing ORDER BY t.period_start)
 ),
 tested AS (
     SELECT *,
@@ -178,15 +166,16 @@ scored AS (
 ),
 ranked AS (
     SELECT *,
-           p_value * sum(CASE WHEN tested THEN 1 ELSE 0 END) OVER (PARTITION BY granularity, period_start)
-           / row_number() OVER (PARTITION BY granularity, period_start, tested
+           p_value * sum(CASE WHEN tested THEN 1 ELSE 0 END)
+                         OVER (PARTITION BY codebook, granularity, period_start)
+           / row_number() OVER (PARTITION BY codebook, granularity, period_start, tested
                                 ORDER BY p_value, platform, framing) AS bh_step
     FROM scored
 ),
 adjusted AS (
     SELECT *,
            CASE WHEN tested THEN least(1.0, min(bh_step) OVER (
-               PARTITION BY granularity, period_start, tested
+               PARTITION BY codebook, granularity, period_start, tested
                ORDER BY p_value DESC, platform DESC, framing DESC
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) END AS q_value
     FROM ranked
@@ -194,36 +183,38 @@ adjusted AS (
 SELECT period_start, granularity, platform, framing, share_prev, share,
        share - share_prev AS delta, p_value,
        coalesce(tested AND q_value <= 0.05, false) AS significant,
-       q_value, tested, period_start_prev, n_posts_prev, n_posts, n_framing_prev, n_framing
+       q_value, tested, period_start_prev, n_posts_prev, n_posts, n_framing_prev, n_framing, codebook
 FROM adjusted;
 
 -- Replies -------------------------------------------------------------------------------------
 
--- Every (parent framing, reply framing) combination of a classified reply to a classified
--- parent; 'none' stands for "no framing". A post with two framings contributes to both.
+-- Every (parent framing, reply framing) combination of a classified reply to a parent classified
+-- under the same codebook; 'none' stands for "no framing". A post with two framings
+-- contributes to both.
 CREATE OR REPLACE VIEW reply_framing_pairs AS
 SELECT r.post_id AS reply_post_id, r.parent_id AS parent_post_id, r.platform, r.created_at,
-       pf.framing AS parent_framing, rf.framing AS reply_framing
+       pf.framing AS parent_framing, rf.framing AS reply_framing, rf.codebook
 FROM posts r
 JOIN posts p ON p.post_id = r.parent_id
 JOIN narrative_post_framings pf ON pf.post_id = p.post_id
-JOIN narrative_post_framings rf ON rf.post_id = r.post_id;
+JOIN narrative_post_framings rf ON rf.post_id = r.post_id AND rf.codebook IS NOT DISTINCT FROM pf.codebook;
 
 -- How often a parent with framing X gets a reply with framing Y: n replies, and their share of
--- all classified replies to parents with framing X (shares of a row can exceed 1 in total when
+-- all classified replies to parents with framing X (a row's shares add up to more than 1 when
 -- replies carry several framings).
 CREATE OR REPLACE VIEW framing_transitions AS
 WITH cells AS (
-    SELECT parent_framing, reply_framing, count(DISTINCT reply_post_id) AS n
-    FROM reply_framing_pairs GROUP BY parent_framing, reply_framing
+    SELECT codebook, parent_framing, reply_framing, count(DISTINCT reply_post_id) AS n
+    FROM reply_framing_pairs GROUP BY codebook, parent_framing, reply_framing
 ),
 rows_total AS (
-    SELECT parent_framing, count(DISTINCT reply_post_id) AS n_replies
-    FROM reply_framing_pairs GROUP BY parent_framing
+    SELECT codebook, parent_framing, count(DISTINCT reply_post_id) AS n_replies
+    FROM reply_framing_pairs GROUP BY codebook, parent_framing
 )
 SELECT c.parent_framing, c.reply_framing, c.n, c.n::DOUBLE / t.n_replies AS share,
-       t.n_replies AS n_parent_replies
-FROM cells c JOIN rows_total t USING (parent_framing);
+       t.n_replies AS n_parent_replies, c.codebook
+FROM cells c
+JOIN rows_total t ON t.codebook IS NOT DISTINCT FROM c.codebook AND t.parent_framing = c.parent_framing;
 
 -- Lead / lag ----------------------------------------------------------------------------------
 
@@ -232,34 +223,35 @@ FROM cells c JOIN rows_total t USING (parent_framing);
 -- weeks, the Pearson correlation of A's share in week t with B's share in week t + k, over the
 -- weeks where both exist (at least 6). The (pair, lag) with the highest positive correlation
 -- wins: A leads B by k weeks; lag 0 means they move together (leader/follower then in
--- alphabetical order). One row per framing and pair of platforms.
+-- alphabetical order). One row per codebook, framing and pair of platforms; a framing whose
+-- share never varies has no correlation and no row.
 CREATE OR REPLACE VIEW framing_lead_lag AS
 WITH weekly AS (
-    SELECT framing, platform, period_start, share
+    SELECT codebook, framing, platform, period_start, share
     FROM framing_timeline
     WHERE granularity = 'week' AND platform <> 'all' AND n_posts >= 5
 ),
 lags AS (SELECT range::INTEGER AS lag FROM range(0, 5)),
 candidates AS (
-    SELECT a.framing, a.platform AS leader, b.platform AS follower, l.lag,
+    SELECT a.codebook, a.framing, a.platform AS leader, b.platform AS follower, l.lag,
            corr(a.share, b.share) AS r, count(*) AS n_periods
     FROM weekly a
     JOIN lags l ON true
-    JOIN weekly b ON b.framing = a.framing AND b.platform <> a.platform
-                 AND b.period_start = a.period_start + 7 * l.lag
-    GROUP BY a.framing, a.platform, b.platform, l.lag
+    JOIN weekly b ON b.codebook IS NOT DISTINCT FROM a.codebook AND b.framing = a.framing
+                 AND b.platform <> a.platform AND b.period_start = a.period_start + 7 * l.lag
+    GROUP BY a.codebook, a.framing, a.platform, b.platform, l.lag
     HAVING count(*) >= 6
 ),
 best AS (
     SELECT *, row_number() OVER (
-        PARTITION BY framing, least(leader, follower), greatest(leader, follower)
+        PARTITION BY codebook, framing, least(leader, follower), greatest(leader, follower)
         ORDER BY r DESC, lag, leader) AS rank
     FROM candidates
     WHERE r IS NOT NULL AND isfinite(r) AND r > 0 AND (lag > 0 OR leader < follower)
 )
 SELECT framing, leader AS leader_platform, follower AS follower_platform, lag AS lag_periods,
        'week' AS granularity, r AS correlation, n_periods,
-       'argmax of weekly share cross-correlation, lags 0-4' AS method
+       'argmax of weekly share cross-correlation, lags 0-4' AS method, codebook
 FROM best
 WHERE rank = 1;
 
