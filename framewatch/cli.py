@@ -144,7 +144,9 @@ def collect(config: Path = ConfigOption,
 
 
 @app.command()
-def analyze(config: Path = ConfigOption) -> None:
+def analyze(config: Path = ConfigOption,
+            refit_topics: bool = typer.Option(False, "--refit-topics",
+                                              help="Refit topics now and merge them into the existing model.")) -> None:
     """spaCy, embeddings, framings and topics for new or changed posts."""
     from flows.analyze import analyze_flow
     from warehouse.runs import new_run_id
@@ -152,7 +154,7 @@ def analyze(config: Path = ConfigOption) -> None:
     settings = settings_or_exit(config)
     _guard(lambda: _preflight(settings, []))
     console.print(f"analysing new posts in {settings.warehouse_path}")
-    stats = _guard(lambda: analyze_flow(str(config), new_run_id()))
+    stats = _guard(lambda: analyze_flow(str(config), new_run_id(), refit_topics))
     console.print_json(data=stats)
 
 
