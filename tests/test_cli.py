@@ -81,3 +81,22 @@ def test_init_twice_reports_up_to_date(demo_project):
     second = invoke("init", "--config", str(demo_project))
     assert "applied 0001_core.sql" in first.output
     assert "already up to date" in second.output
+
+
+@pytest.mark.slow
+def test_run_on_the_demo_fills_every_view_records_each_stage_and_prints_the_report(demo_project, prefect_harness):
+    result = invoke("run", "--config", str(demo_project))
+    assert result.exit_code == 0, result.output
+    latest = next(line.split(": ", 1)[1] for line in result.output.splitlines() if line.startswith("latest report: "))
+    assert Path(latest).is_file() and Path(latest).read_text().count("<h2") >= 5
+
+    def scalar(sql: str) -> str:
+        out = invoke("sql", "--config", str(demo_project), "--csv", sql)
+        return out.output.splitlines()[1]
+
+    assert scalar("select count(distinct post_id) from post_framings") == "60"
+    assert scalar("select count(distinct post_id) from post_stances") == "60"
+    assert int(scalar("select count(*) from topics")) >= 2
+    assert int(scalar("select count(*) from framing_timeline")) > 0
+    assert scalar("select string_agg(kind || '=' || status, ',' order by kind) from pipeline_runs") == \
+        "analyze=ok,collect=ok,run=ok"
