@@ -428,6 +428,9 @@ def _overall_sentences(reader: Reader, scope: Scope, labels: Labels, section: Se
         parts = [f"{clean_text(t['framing'])} ({pct(t['k'] / t['n'])})" for t in totals]
         section.p(f"Across the whole corpus, the most common framing is {parts[0]}"
                   + (f", followed by {join_words(parts[1:])}." if len(parts) > 1 else "."))
+    arc = _arc_sentence(reader, labels)
+    if arc:
+        section.p(arc)
     if reader.has("framing_lead_lag"):
         leads = reader.records(
             f"SELECT * FROM framing_lead_lag WHERE lag_periods > 0 AND correlation >= 0.5 AND {SAME_CODEBOOK} "
@@ -437,6 +440,38 @@ def _overall_sentences(reader: Reader, scope: Scope, labels: Labels, section: Se
                       f"{lead['lag_periods']} week{'s' if lead['lag_periods'] > 1 else ''} before "
                       f"{platform_name(lead['follower_platform'])} (weekly shares, r = {lead['correlation']:.2f} "
                       f"over {lead['n_periods']} weeks).")
+
+
+def _arc_sentence(reader: Reader, labels: Labels) -> str:
+    """How the corpus's first year compares with its last: the long arc a reader looks for first
+    (descriptive only; the significance tests are per period above)."""
+    rows = reader.records(
+        f"""
+        WITH classified AS (
+            SELECT DISTINCT f.post_id, year(p.created_at AT TIME ZONE 'UTC') AS yr
+            FROM narrative_post_framings f JOIN posts p USING (post_id)
+            WHERE f.{SAME_CODEBOOK} AND p.created_at IS NOT NULL),
+        years AS (SELECT min(yr) AS first_yr, max(yr) AS last_yr FROM classified),
+        totals AS (SELECT yr, count(*) AS n FROM classified GROUP BY yr)
+        SELECT f.framing, c.yr, t.n, count(DISTINCT f.post_id) AS k
+        FROM narrative_post_framings f JOIN classified c USING (post_id) JOIN totals t USING (yr), years y
+        WHERE f.{SAME_CODEBOOK} AND f.framing <> 'none' AND c.yr IN (y.first_yr, y.last_yr)
+          AND y.first_yr < y.last_yr
+        GROUP BY ALL ORDER BY f.framing, c.yr""", [reader.codebook, reader.codebook])
+    if not rows:
+        return ""
+    years = sorted({r["yr"] for r in rows})
+    if len(years) < 2:
+        return ""
+    first, last = years[0], years[-1]
+    n = {r["yr"]: r["n"] for r in rows}
+    share = {(r["framing"], r["yr"]): r["k"] / r["n"] for r in rows}
+    framings = sorted({r["framing"] for r in rows},
+                      key=lambda f: -abs(share.get((f, last), 0) - share.get((f, first), 0)))
+    parts = [f"{clean_text(f)} {pct(share.get((f, first), 0))} → {pct(share.get((f, last), 0))}" for f in framings]
+    caution = " The later year has few posts, so read it as indicative." if min(n[first], n[last]) < 10 else ""
+    return (f"From {first} ({plural(n[first], 'classified post')}) to {last} "
+            f"({plural(n[last], 'classified post')}): {join_words(parts)}.{caution}")
 
 
 # Volume and threads --------------------------------------------------------------------------
