@@ -74,7 +74,7 @@ def _label_rows(path: Path, codebook: Codebook, problems: list[str]) -> list[dic
             except (json.JSONDecodeError, ValueError) as exc:
                 problems.append(f"{path}:{line_no}: {exc}")
                 continue
-            rows.append(row | {"_where": f"{path}:{line_no}"})
+            rows.append(row | {"_where": f"{path}:{line_no}", "_file": path.stem})
     return rows
 
 
@@ -149,9 +149,15 @@ def training_set(settings: Settings, codebook: Codebook, con=None) -> TrainingSe
     by_post: dict[str, TrainingItem] = {}
     for row in rows:
         pid = row["_post_id"]
+        origin = "corpus"
         if row.get("text"):
-            post = {"text": str(row["text"]), "parent_text": row.get("parent_text"), "parent_id": None,
-                    "thread_id": row.get("thread_id") or pid}
+            # Self-contained label lines (text inline, e.g. the written training set): the
+            # thread is `thread_id` or `thread`, namespaced by the file so groups never merge
+            # across files; `parent_text` gives a reply its context.
+            thread = row.get("thread_id") or row.get("thread")
+            post = {"text": str(row["text"]), "parent_text": _str(row.get("parent_text")), "parent_id": None,
+                    "thread_id": f"{row['_file']}:{thread}" if thread else pid}
+            origin = "written"
         elif pid in known:
             post = known[pid]
         else:
@@ -160,7 +166,7 @@ def training_set(settings: Settings, codebook: Codebook, con=None) -> TrainingSe
             continue
         group = post.get("thread_id") or row.get("thread_id") or pid
         by_post[pid] = TrainingItem(post["text"], tuple(sorted(set(row.get("framings") or []))), row["stance"],
-                                    str(group), "corpus", post.get("parent_text"), pid, post.get("parent_id"))
+                                    str(group), origin, post.get("parent_text"), pid, post.get("parent_id"))
     if con is not None and _has_label_tables(con):
         for r in store.analyst_labels(con, codebook.name).itertuples():
             by_post[r.post_id] = TrainingItem(
@@ -247,7 +253,9 @@ def classify_posts(settings: Settings, run_id: str) -> dict[str, Any]:
             seen.update(frame.post_id)
             tick = time.monotonic()
             texts = [f"{s}\n{t}" if isinstance(s, str) and s else t for s, t in zip(frame.spoiler_text, frame.text)]
-            prediction = model.predict(Inputs(own, parent, frame.has_parent.to_numpy(bool), texts))
+            parent_texts = [t if isinstance(t, str) and t else None for t in frame.parent_text]
+            prediction = model.predict(Inputs(own, parent, frame.has_parent.to_numpy(bool), texts,
+                                              parent_texts=parent_texts))
             predict_seconds += time.monotonic() - tick
             framings, stances = prediction_frames(model, frame.post_id.tolist(), frame.input_hash.tolist(), prediction)
             store.store_predictions(con, codebook.name, model.version, framings, stances)

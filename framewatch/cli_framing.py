@@ -120,7 +120,7 @@ def _predict_texts(model, texts: list[str], parents: list[str | None]):
     own = np.stack([table[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
     parent = np.stack([table[p] if p else np.zeros(384, dtype=np.float32) for p in parents]) if texts else own
     has_parent = np.array([bool(p) for p in parents], dtype=bool)
-    return model.predict(Inputs(own, parent, has_parent, texts))
+    return model.predict(Inputs(own, parent, has_parent, texts, parent_texts=list(parents)))
 
 
 def _text_field(value: Any) -> str | None:

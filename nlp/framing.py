@@ -1,16 +1,21 @@
-"""The framing and stance classifier: logistic regressions over stored MiniLM vectors.
+"""The framing and stance classifier: logistic regressions over stored MiniLM vectors and
+word/character n-grams, averaged.
 
 Training data is whatever the project itself holds: the labelled corpus files named in the
-config, the codebook's examples and counter-examples, and labels analysts imported into the
-warehouse. A model's version is a hash of that data, of this code and of the encoder, so the
-same labels always give the same model (lbfgs, no randomness) and a new label gives a new one.
-Fitted models are cached outside the repository (``FRAMEWATCH_CACHE_DIR`` or the user cache
-directory), so a run only trains when its training data changed.
+config (posts joined to the corpus, or self-contained lines with the text inline such as the
+written training set), the codebook's examples and counter-examples, and labels analysts
+imported into the warehouse. A model's version is a hash of that data, of this code and of the
+encoder, so the same labels always give the same model (newton-cg, no randomness) and a new label
+gives a new one. Fitted models are cached outside the repository (``FRAMEWATCH_CACHE_DIR`` or
+the user cache directory), so a run only trains when its training data changed.
 
-Per framing a binary model with balanced class weights says whether the post carries it; the
-stance model is multinomial. Thresholds stay at 0.5 (balanced weights make that the point
-where both classes are equally likely) until a framing has enough labelled positives across
-enough threads to tune its threshold on grouped out-of-fold scores.
+Each framing gets two binary models with balanced class weights, one on the embedding features
+(context vector, anchor similarities, cue rates; see ``framing_features``) and one on TF-IDF
+word and character n-grams of the post's own text; its score is the mean of their
+probabilities. Stance is the same pair of multinomial models. Replies are read with their
+parent: the embedding half through the context vector, the n-gram half by mixing in its reading
+of the parent text with the same weight. A framing's threshold is chosen on grouped
+out-of-fold scores once it has enough labelled positives across enough threads, else 0.5.
 """
 
 from __future__ import annotations
@@ -26,19 +31,24 @@ from typing import Any, Callable, Sequence
 
 import joblib
 import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from nlp.codebook import Codebook
-from nlp.framing_features import DIMENSIONS, FeatureSpace, text_key
+from nlp.framing_features import DIMENSIONS, FeatureSpace, context_weights, text_key, words
 from nlp.framing_metrics import framing_metrics, stance_metrics
 
-FORMAT = 1
-C_FRAMING = 1.0
-C_STANCE = 1.0
+FORMAT = 2
+C_FRAMING = 3.0     # embedding half, per framing
+C_STANCE = 1.0      # embedding half, stance
+C_TEXT = 10.0       # n-gram half (TF-IDF features are sparse and small-valued)
+TEXT_SHARE = 0.5    # weight of the n-gram half in the averaged probabilities
+SHORT_REPLY_WORDS = 5  # replies this short take their meaning from the parent
 MAX_ITER = 3000
 DEFAULT_THRESHOLD = 0.5
-# A framing's threshold is tuned only with this many labelled positives spread over this many
-# threads; tuned thresholds are pulled halfway back to 0.5 (few labels make them noisy).
+# A framing's threshold is tuned (on grouped out-of-fold scores) only with this many labelled
+# positives spread over this many threads.
 TUNE_MIN_POSITIVES = 20
 TUNE_MIN_GROUPS = 5
 MAX_CV_FOLDS = 10
@@ -215,13 +225,14 @@ class Prediction:
 
 @dataclass
 class Inputs:
-    """What the model reads for n posts: own and parent vectors, and own texts."""
+    """What the model reads for n posts: own and parent vectors, own texts and parent texts."""
 
     own: np.ndarray
     parent: np.ndarray
     has_parent: np.ndarray
     texts: list[str]
     keys: list[str] = field(default_factory=list)  # text keys, for leaving a text out of its anchors
+    parent_texts: list[str | None] = field(default_factory=list)  # empty: no parent texts known
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -229,7 +240,8 @@ class Inputs:
     def subset(self, index: Sequence[int]) -> "Inputs":
         index = list(index)
         return Inputs(self.own[index], self.parent[index], self.has_parent[index],
-                      [self.texts[i] for i in index], [self.keys[i] for i in index] if self.keys else [])
+                      [self.texts[i] for i in index], [self.keys[i] for i in index] if self.keys else [],
+                      [self.parent_texts[i] for i in index] if self.parent_texts else [])
 
 
 def inputs_for(items: Sequence[TrainingItem], vectors_for: VectorsFor,
@@ -256,19 +268,151 @@ def inputs_for(items: Sequence[TrainingItem], vectors_for: VectorsFor,
             parent[i] = stored[item.parent_id]
             has_parent[i] = True
     keys = [text_key(item.text) if not item.is_post else "" for item in items]
-    return Inputs(own, parent, has_parent, [item.text for item in items], keys)
+    return Inputs(own, parent, has_parent, [item.text for item in items], keys,
+                  [item.parent_text if has_parent[i] else None for i, item in enumerate(items)])
 
 
-def _fit_binary(x: np.ndarray, y: np.ndarray) -> LogisticRegression | float:
+def _lr(c: float) -> LogisticRegression:
+    # newton-cg: the same deterministic L2 optimum as lbfgs, several times faster on the sparse
+    # n-gram matrices and on the multinomial stance model.
+    return LogisticRegression(C=c, class_weight="balanced", solver="newton-cg", max_iter=MAX_ITER)
+
+
+def _fit_binary(x: Any, y: np.ndarray, c: float) -> LogisticRegression | float:
     if y.all() or not y.any():
         return float(y.mean()) if len(y) else 0.0  # a constant: nothing to separate
-    return LogisticRegression(C=C_FRAMING, class_weight="balanced", max_iter=MAX_ITER).fit(x, y)
+    return _lr(c).fit(x, y)
 
 
-def _proba(model: LogisticRegression | float, x: np.ndarray) -> np.ndarray:
+def _proba(model: LogisticRegression | float, x: Any) -> np.ndarray:
     if isinstance(model, float):
-        return np.full(len(x), model)
+        return np.full(x.shape[0], model)
     return model.predict_proba(x)[:, 1]
+
+
+def _stance_proba(model: Any, labels: Sequence[str], x: Any) -> np.ndarray:
+    out = np.zeros((x.shape[0], len(labels)))
+    if isinstance(model, str):
+        out[:, list(labels).index(model)] = 1.0
+        return out
+    probs = model.predict_proba(x)
+    for column, label in enumerate(model.classes_):
+        out[:, list(labels).index(label)] = probs[:, column]
+    return out
+
+
+def _fit_stance(x: Any, y: list[str], labels: list[str], c: float) -> Any:
+    if len(set(y)) >= 2:
+        return _lr(c).fit(x, y)
+    return y[0] if y else labels[-1]
+
+
+class TextModel:
+    """Word and character n-grams (TF-IDF) of a post's own words, for the lexical half of the
+    ensemble. The vocabulary is learnt from the training texts only, so it is part of the model."""
+
+    def __init__(self, texts: Sequence[str]):
+        self.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
+        self.chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                                     lowercase=True)
+        texts = [_lexical(t) for t in texts]
+        self.words.fit(texts)
+        self.chars.fit(texts)
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        texts = [_lexical(t) for t in texts]
+        return sparse.hstack([self.words.transform(texts), self.chars.transform(texts)]).tocsr()
+
+
+def _lexical(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _with_bare_replies(items: Sequence[TrainingItem], inputs: Inputs, labels: Sequence[str]
+                       ) -> tuple[list[TrainingItem], Inputs, list[bool]]:
+    """Training rows plus, for every short reply with a parent ("exactly.", "same here"), a copy
+    without the parent labelled no framing / neutral: on its own such a reply says nothing (the
+    context rule of ANNOTATION.md; the copy gets a stance only if the codebook has "neutral").
+    Also says per row whether its own words carry its label."""
+    neutral = "neutral" if "neutral" in labels else None
+    short = [i for i, item in enumerate(items)
+             if inputs.has_parent[i] and len(words(item.text)) <= SHORT_REPLY_WORDS]
+    own_words = [i not in set(short) for i in range(len(items))]
+    if not short:
+        return list(items), inputs, own_words
+    bare = [TrainingItem(items[i].text, () if items[i].framings is not None else None,
+                         neutral if items[i].stance is not None else None, items[i].group, items[i].origin)
+            for i in short]
+    zeros = np.zeros((len(short), inputs.parent.shape[1]), dtype=inputs.parent.dtype)
+    more = Inputs(
+        np.concatenate([inputs.own, inputs.own[short]]),
+        np.concatenate([inputs.parent, zeros]),
+        np.concatenate([inputs.has_parent, np.zeros(len(short), dtype=bool)]),
+        list(inputs.texts) + [inputs.texts[i] for i in short],
+        (list(inputs.keys) + [""] * len(short)) if inputs.keys else [],
+        (list(inputs.parent_texts) + [None] * len(short)) if inputs.parent_texts else [],
+    )
+    return list(items) + bare, more, own_words + [True] * len(short)
+
+
+@dataclass
+class Parts:
+    """The fitted halves: per framing an embedding model and an n-gram model, and the same two
+    for stance. Scores are the mean of the two halves' probabilities."""
+
+    space: FeatureSpace
+    framing_keys: list[str]
+    stance_labels: list[str]
+    text_model: TextModel | None
+    emb_framing: list[Any]
+    text_framing: list[Any]
+    emb_stance: Any
+    text_stance: Any
+
+    @classmethod
+    def fit(cls, space: FeatureSpace, keys: list[str], labels: list[str], items: Sequence[TrainingItem],
+            inputs: Inputs) -> "Parts":
+        items, inputs, own_words = _with_bare_replies(items, inputs, labels)
+        x = space.transform(inputs.own, inputs.parent, inputs.has_parent, inputs.texts, inputs.keys)
+        text_model = TextModel([item.text for item in items])
+        t = text_model.transform([item.text for item in items])
+        framing_rows = [i for i, item in enumerate(items) if item.framings is not None]
+        stance_rows = [i for i, item in enumerate(items) if item.stance is not None]
+        # The n-gram half reads own words only: a short reply's label belongs to its parent.
+        text_framing_rows = [i for i in framing_rows if own_words[i]]
+        text_stance_rows = [i for i in stance_rows if own_words[i]]
+        emb_framing, text_framing = [], []
+        for key in keys:
+            y = np.array([key in items[i].framings for i in framing_rows], dtype=bool)
+            emb_framing.append(_fit_binary(x[framing_rows], y, C_FRAMING))
+            y = np.array([key in items[i].framings for i in text_framing_rows], dtype=bool)
+            text_framing.append(_fit_binary(t[text_framing_rows], y, C_TEXT))
+        emb_stance = _fit_stance(x[stance_rows], [items[i].stance for i in stance_rows], labels, C_STANCE)
+        text_stance = _fit_stance(t[text_stance_rows], [items[i].stance for i in text_stance_rows], labels, C_TEXT)
+        return cls(space, keys, labels, text_model, emb_framing, text_framing, emb_stance, text_stance)
+
+    def scores(self, inputs: Inputs, leave_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(framing probabilities (n, k), stance probabilities (n, s)).
+
+        The n-gram half reads a post's own words; for a reply it is mixed with the same half's
+        reading of the parent, with the weight the embedding context gives the parent (so a short
+        "exactly." under a clear post inherits its reading, a long reply speaks for itself)."""
+        n = len(inputs)
+        x = self.space.transform(inputs.own, inputs.parent, inputs.has_parent, inputs.texts,
+                                 inputs.keys if leave_out else None)
+        emb_f = np.stack([_proba(m, x) for m in self.emb_framing], axis=1)
+        emb_s = _stance_proba(self.emb_stance, self.stance_labels, x)
+        t = self.text_model.transform(inputs.texts)
+        text_f = np.stack([_proba(m, t) for m in self.text_framing], axis=1)
+        text_s = _stance_proba(self.text_stance, self.stance_labels, t)
+        parents = [i for i in range(n) if inputs.has_parent[i] and inputs.parent_texts and inputs.parent_texts[i]]
+        if parents:
+            n_words = np.array([len(words(inputs.texts[i])) for i in parents], dtype=np.float32)
+            w = context_weights(n_words, np.ones(len(parents), dtype=bool))[:, None]
+            tp = self.text_model.transform([inputs.parent_texts[i] for i in parents])
+            text_f[parents] = (1 - w) * text_f[parents] + w * np.stack([_proba(m, tp) for m in self.text_framing], 1)
+            text_s[parents] = (1 - w) * text_s[parents] + w * _stance_proba(self.text_stance, self.stance_labels, tp)
+        return (1 - TEXT_SHARE) * emb_f + TEXT_SHARE * text_f, (1 - TEXT_SHARE) * emb_s + TEXT_SHARE * text_s
 
 
 @dataclass
@@ -278,42 +422,11 @@ class FramingModel:
     codebook_hash: str
     framing_keys: list[str]
     stance_labels: list[str]
-    space: FeatureSpace
-    framing_models: list[Any]
-    stance_model: Any
+    parts: Parts
     thresholds: dict[str, float]
     card: dict[str, Any] = field(default_factory=dict)
 
     # .......................................................................... fitting
-
-    @classmethod
-    def _fit_parts(cls, space: FeatureSpace, framing_keys: list[str], stance_labels: list[str],
-                   items: Sequence[TrainingItem], inputs: Inputs) -> tuple[list[Any], Any]:
-        x = space.transform(inputs.own, inputs.parent, inputs.has_parent, inputs.texts, inputs.keys)
-        framing_rows = [i for i, item in enumerate(items) if item.framings is not None]
-        models = []
-        for key in framing_keys:
-            y = np.array([key in items[i].framings for i in framing_rows], dtype=bool)
-            models.append(_fit_binary(x[framing_rows], y))
-        stance_rows = [i for i, item in enumerate(items) if item.stance is not None]
-        y_stance = [items[i].stance for i in stance_rows]
-        if len(set(y_stance)) >= 2:
-            stance = LogisticRegression(C=C_STANCE, class_weight="balanced", max_iter=MAX_ITER)
-            stance.fit(x[stance_rows], y_stance)
-        else:
-            stance = y_stance[0] if y_stance else stance_labels[-1]
-        return models, stance
-
-    @staticmethod
-    def _stance_matrix(stance: Any, stance_labels: list[str], x: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(x), len(stance_labels)))
-        if isinstance(stance, str):
-            out[:, stance_labels.index(stance)] = 1.0
-            return out
-        probs = stance.predict_proba(x)
-        for column, label in enumerate(stance.classes_):
-            out[:, stance_labels.index(label)] = probs[:, column]
-        return out
 
     @classmethod
     def fit(cls, codebook: Codebook, items: Sequence[TrainingItem], inputs: Inputs, version: str,
@@ -321,12 +434,9 @@ class FramingModel:
         space = FeatureSpace.build(codebook, vectors_for)
         keys, labels = codebook.framing_keys, codebook.stance_labels
         cv = grouped_cv(space, keys, labels, items, inputs)
-        thresholds = {}
-        for key in keys:
-            tuned = cv.get("tuned_thresholds", {}).get(key)
-            thresholds[key] = round((tuned + DEFAULT_THRESHOLD) / 2, 3) if tuned is not None else DEFAULT_THRESHOLD
-        cv.pop("tuned_thresholds", None)
-        framing_models, stance_model = cls._fit_parts(space, keys, labels, items, inputs)
+        tuned = cv.pop("tuned_thresholds", {})
+        thresholds = {key: tuned.get(key, DEFAULT_THRESHOLD) for key in keys}
+        parts = Parts.fit(space, keys, labels, items, inputs)
         posts = [i for i in items if i.is_post]
         card = {
             "model_version": version,
@@ -337,15 +447,17 @@ class FramingModel:
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "n_labels": len(posts),
             "n_analyst_labels": sum(i.origin == "analyst" for i in items),
+            "n_written_labels": sum(i.origin == "written" for i in items),
             "n_codebook_examples": sum(not i.is_post for i in items),
             "n_groups": len({i.group for i in posts}),
             "thresholds": thresholds,
             "features": {"context": "own + w(n_words) * parent embedding", "anchors": len(space.groups),
-                         "cue_words": {k: len(v) for k, v in space.cues.items()}},
+                         "cue_words": {k: len(v) for k, v in space.cues.items()},
+                         "ensemble": f"mean of embedding LR (C={C_FRAMING}) and word+char TF-IDF LR "
+                                     f"(C={C_TEXT}), n-gram share {TEXT_SHARE}"},
             "cv": cv,
         }
-        return cls(version, codebook.name, codebook.content_hash, keys, labels, space,
-                   framing_models, stance_model, thresholds, card)
+        return cls(version, codebook.name, codebook.content_hash, keys, labels, parts, thresholds, card)
 
     # .......................................................................... predicting
 
@@ -353,10 +465,8 @@ class FramingModel:
         if len(inputs) == 0:
             return Prediction(np.zeros((0, len(self.framing_keys))), np.zeros((0, len(self.framing_keys)), bool),
                               np.zeros((0, len(self.stance_labels))))
-        x = self.space.transform(inputs.own, inputs.parent, inputs.has_parent, inputs.texts)
-        scores = np.stack([_proba(m, x) for m in self.framing_models], axis=1)
+        scores, stance = self.parts.scores(inputs)
         thresholds = np.array([self.thresholds[k] for k in self.framing_keys])
-        stance = self._stance_matrix(self.stance_model, self.stance_labels, x)
         return Prediction(scores, scores >= thresholds, stance)
 
     # .......................................................................... persistence
@@ -393,6 +503,7 @@ def grouped_cv(space: FeatureSpace, keys: list[str], labels: list[str], items: S
 
     Codebook examples are always trained on and never scored. Folds are leave-one-thread-out up
     to MAX_CV_FOLDS threads, else threads are dealt round-robin (sorted) into MAX_CV_FOLDS folds.
+    Per-framing thresholds are chosen on these out-of-fold scores (never on external data).
     """
     posts = [i for i, item in enumerate(items) if item.is_post]
     groups = sorted({items[i].group for i in posts})
@@ -405,19 +516,15 @@ def grouped_cv(space: FeatureSpace, keys: list[str], labels: list[str], items: S
     result["folds"] = n_folds
     scores = np.full((len(items), len(keys)), np.nan)
     stance_pred: dict[int, str] = {}
-    x_all = space.transform(inputs.own, inputs.parent, inputs.has_parent, inputs.texts, inputs.keys)
     for fold in range(n_folds):
         test = [i for i in posts if fold_of[items[i].group] == fold]
         if not test:
             continue
         held_out = set(test)
         train = [i for i in range(len(items)) if i not in held_out]
-        tr_items = [items[i] for i in train]
-        models, stance = FramingModel._fit_parts(space, keys, labels, tr_items, inputs.subset(train))
-        x = x_all[test]
-        for k, model in enumerate(models):
-            scores[test, k] = _proba(model, x)
-        matrix = FramingModel._stance_matrix(stance, labels, x)
+        parts = Parts.fit(space, keys, labels, [items[i] for i in train], inputs.subset(train))
+        fold_scores, matrix = parts.scores(inputs.subset(test))
+        scores[test] = fold_scores
         for row, i in enumerate(test):
             stance_pred[i] = labels[int(matrix[row].argmax())]
     framing_rows = [i for i in posts if items[i].framings is not None]
@@ -428,10 +535,11 @@ def grouped_cv(space: FeatureSpace, keys: list[str], labels: list[str], items: S
         groups_with = {items[i].group for i in framing_rows if key in items[i].framings}
         if y.sum() >= TUNE_MIN_POSITIVES and len(groups_with) >= TUNE_MIN_GROUPS:
             tuned[key] = _best_threshold(y, scores[framing_rows, k])
-    thresholds = {key: round((tuned[key] + DEFAULT_THRESHOLD) / 2, 3) if key in tuned else DEFAULT_THRESHOLD
-                  for key in keys}
+    thresholds = {key: tuned.get(key, DEFAULT_THRESHOLD) for key in keys}
     predicted = [[key for k, key in enumerate(keys) if scores[i, k] >= thresholds[key]] for i in framing_rows]
     result["framings"] = framing_metrics(keys, gold, predicted)
+    untuned = [[key for k, key in enumerate(keys) if scores[i, k] >= DEFAULT_THRESHOLD] for i in framing_rows]
+    result["framings_at_default_threshold"] = {"macro_f1": framing_metrics(keys, gold, untuned)["macro_f1"]}
     stance_rows = [i for i in posts if items[i].stance is not None]
     result["stance"] = stance_metrics(labels, [items[i].stance for i in stance_rows],
                                       [stance_pred[i] for i in stance_rows])
@@ -443,7 +551,7 @@ def grouped_cv(space: FeatureSpace, keys: list[str], labels: list[str], items: S
 
 def _best_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     best = (-1.0, DEFAULT_THRESHOLD)
-    for t in np.round(np.arange(0.1, 0.91, 0.05), 2):
+    for t in np.round(np.arange(0.2, 0.801, 0.025), 3):
         p = scores >= t
         tp = float((p & y).sum())
         f1 = 2 * tp / (p.sum() + y.sum()) if (p.sum() + y.sum()) else 0.0

@@ -68,3 +68,34 @@ def test_cli_exits_2_when_config_file_is_missing(tmp_path):
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
     assert "config file not found" in result.output
+
+
+def commented_source_blocks(text: str) -> list[dict]:
+    """The `# [[sources]]` examples in a config, uncommented and parsed."""
+    import re
+    import tomllib
+
+    blocks, current = [], None
+    for line in text.splitlines():
+        body = line[2:] if line.startswith("# ") else None
+        if body == "[[sources]]":
+            current = []
+            blocks.append(current)
+        elif current is not None and body is not None and re.match(r"^\w+ = ", body):
+            current.append(body)
+        else:
+            current = None
+    return [tomllib.loads("\n".join(b)) for b in blocks]
+
+
+def test_demo_config_shows_a_valid_commented_example_of_every_network_source():
+    from flows.context import CollectorContext
+    from flows.sources import build_collector, source_types
+    from framewatch.config import HttpConfig
+
+    examples = commented_source_blocks(DEMO_CONFIG.read_text())
+    types = {e["type"] for e in examples}
+    assert types == set(source_types()) - {"jsonl", "csv"}
+    for example in examples:
+        options = {k: v for k, v in example.items() if k not in ("name", "type")}
+        build_collector(example["name"], example["type"], options, CollectorContext(HttpConfig(), DEMO_CONFIG.parent))

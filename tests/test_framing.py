@@ -19,10 +19,28 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 DEV_SET = PROJECT_ROOT.parent / "shared" / "framings" / "dev.jsonl"
-# Measured on shared/framings/dev.jsonl with the model trained on the project's own data only:
-# framing macro-F1 0.457, stance macro-F1 0.480. The floors leave room for small numeric drift.
-DEV_FRAMING_MACRO_F1_FLOOR = 0.40
-DEV_STANCE_MACRO_F1_FLOOR = 0.40
+# Measured on shared/framings/dev.jsonl with the model trained on the project's own data only
+# (demo corpus + written set + codebook): framing macro-F1 0.614, stance macro-F1 0.524.
+# The floors leave room for numeric drift and small label edits.
+DEV_FRAMING_MACRO_F1_FLOOR = 0.55
+DEV_STANCE_MACRO_F1_FLOOR = 0.46
+# Grouped (by thread) cross-validation on the project's labels, measured 0.786 and 0.754.
+CV_FRAMING_MACRO_F1_FLOOR = 0.72
+CV_STANCE_MACRO_F1_FLOOR = 0.68
+LABEL_FILES = [PROJECT_ROOT / "config" / "framings" / "labels" / name
+               for name in ("social_credit_demo.jsonl", "social_credit_written.jsonl")]
+
+
+def _label_counts() -> tuple[int, int]:
+    """(labelled posts, threads) in the shipped label files; written threads are per file."""
+    posts, threads = 0, set()
+    for path in LABEL_FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                posts += 1
+                threads.add((path.stem, row.get("thread") or row.get("thread_id")))
+    return posts, len(threads)
 
 WEST = ("Honestly our banks, insurers and landlords already score us with numbers we can't see or appeal. "
         "The West has its own social credit system, it just calls it a FICO score.")
@@ -166,19 +184,38 @@ def test_same_labels_give_same_model_and_scores(trained, tmp_path):
 def test_reply_is_read_with_its_parent(trained):
     settings, codebook, model, _ = trained
     west = codebook.framing_keys.index("west_same")
-    pred = _predict(model, ["exactly.", "exactly."], [None, WEST])
-    assert pred.framing_scores[1, west] > pred.framing_scores[0, west] + 0.05
+    pred = _predict(model, ["exactly.", "exactly.", "Exactly.", "same here tbh"],
+                    [None, WEST, "Does anyone know a good book about the court blacklists?", WEST])
+    assert pred.framing_scores[1, west] > pred.framing_scores[0, west] + 0.2
+    framings = pred.framings(codebook.framing_keys)
+    assert framings[0] == [] and framings[2] == []  # alone, or under a neutral question: nothing
+    assert "west_same" in framings[1] and "west_same" in framings[3]
 
 
 def test_model_card_has_grouped_cv_figures(trained):
     _, codebook, model, _ = trained
     cv = model.card["cv"]
-    assert cv["n_groups"] == 5 and cv["folds"] == 5
+    n_posts, n_threads = _label_counts()
+    assert cv["n_groups"] == n_threads and cv["folds"] == 10
     assert set(cv["framings"]["per_framing"]) == set(codebook.framing_keys)
     for figures in cv["framings"]["per_framing"].values():
         assert {"precision", "recall", "f1", "kappa", "support"} <= set(figures)
     assert 0 <= cv["stance"]["macro_f1"] <= 1 and "kappa" in cv["stance"]
-    assert model.card["n_labels"] == 60
+    assert model.card["n_labels"] == n_posts and model.card["n_written_labels"] == n_posts - 60
+    assert cv["framings"]["macro_f1"] >= CV_FRAMING_MACRO_F1_FLOOR, cv["framings"]
+    assert cv["stance"]["macro_f1"] >= CV_STANCE_MACRO_F1_FLOOR, cv["stance"]
+    assert set(model.thresholds) == set(codebook.framing_keys)
+    assert all(0.2 <= t <= 0.8 for t in model.thresholds.values())
+
+
+def test_written_labels_are_self_contained_and_grouped(trained):
+    """The written set's lines carry their text (and a reply's parent) and group by thread."""
+    _, codebook, _, tset = trained
+    written = [i for i in tset.items if i.origin == "written"]
+    assert len(written) == _label_counts()[0] - 60
+    assert all(i.group.startswith("social_credit_written:") for i in written)
+    assert sum(1 for i in written if i.parent_text) >= 60
+    assert not tset.problems
 
 
 # --------------------------------------------------------------------------- CLI
@@ -243,7 +280,8 @@ def test_classify_label_import_retrain(project, tmp_path):
 
     settings = load_settings(project)
     first = classify_posts(settings, "run-1")
-    assert first["classified"] == 66 and first["n_labels"] == 60
+    n_posts, n_threads = _label_counts()
+    assert first["classified"] == 66 and first["n_labels"] == n_posts
     assert classify_posts(settings, "run-2")["classified"] == 0  # nothing new, cached model
 
     con = connect(settings.warehouse_path, read_only=True)
@@ -256,7 +294,7 @@ def test_classify_label_import_retrain(project, tmp_path):
             "SELECT post_id, score FROM post_framings WHERE framing = 'west_same' "
             "AND post_id LIKE 'forum:extra.example:%'").fetchall())
         card = con.execute("SELECT n_labels, cv_groups, is_current, len(cv_framings) FROM model_cards").fetchall()
-        assert card == [(60, 5, True, 3)]
+        assert card == [(n_posts, n_threads, True, 3)]
     finally:
         con.close()
     # Thread context inside the warehouse: "exactly." under a west_same post leans west_same.
@@ -298,7 +336,7 @@ def test_classify_label_import_retrain(project, tmp_path):
     before = {k: v for k, v in _post_scores(settings, target).items()}
     second = classify_posts(settings, "run-3")
     assert second["retrained"] and second["model_version"] != first["model_version"]
-    assert second["n_analyst_labels"] == 1 and second["n_labels"] == 61
+    assert second["n_analyst_labels"] == 1 and second["n_labels"] == n_posts + 1
     assert second["classified"] == 66
     after = _post_scores(settings, target)
     assert after["media_hype"] > before["media_hype"]

@@ -88,7 +88,7 @@ def existing_posts(con: duckdb.DuckDBPyConnection, post_ids: Iterable[str]) -> s
 _INPUT_HASH = "p.content_hash || ':' || coalesce(q.content_hash, '')"
 
 _PENDING = f"""
-SELECT p.post_id, p.text, p.spoiler_text, {_INPUT_HASH} AS input_hash, p.parent_id,
+SELECT p.post_id, p.text, p.spoiler_text, {_INPUT_HASH} AS input_hash, p.parent_id, q.text AS parent_text,
        e.embedding, qe.embedding AS parent_embedding, (qe.post_id IS NOT NULL) AS has_parent
 FROM post_store p
 JOIN post_embeddings e ON e.post_id = p.post_id AND e.content_hash = p.content_hash AND e.model = $encoder
@@ -111,13 +111,14 @@ def count_unclassified(con: duckdb.DuckDBPyConnection, codebook: str, version: s
 def unclassified_posts(con: duckdb.DuckDBPyConnection, codebook: str, version: str, encoder: str,
                        limit: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Up to ``limit`` embedded posts lacking a prediction of this model for their current input:
-    (frame of post_id/text/input_hash/has_parent, own vectors, parent vectors)."""
+    (frame of post_id/text/input_hash/parent_text/has_parent, own vectors, parent vectors)."""
     table = con.execute(f"{_PENDING} ORDER BY p.post_id LIMIT $limit",
                         {"encoder": encoder, "codebook": codebook, "version": version, "limit": limit}
                         ).fetch_arrow_table()
     own = _vectors(table, "embedding")
     parent = _vectors(table, "parent_embedding")
-    frame = table.select(["post_id", "text", "spoiler_text", "input_hash", "parent_id", "has_parent"]).to_pandas()
+    frame = table.select(["post_id", "text", "spoiler_text", "input_hash", "parent_id", "parent_text",
+                          "has_parent"]).to_pandas()
     return frame, own, parent
 
 
