@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, Iterator, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -82,6 +83,23 @@ class SourceOptions(BaseModel):
     """Base for each source type's own config keys; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class BaseCollector:
+    """Common state of a collector: its source name, validated options and run context."""
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type[SourceOptions]]
+
+    def __init__(self, name: str, options: Any, context: Any) -> None:
+        self.name = name
+        self.options = options
+        self.context = context
+
+    def resolve_path(self, path: Path) -> Path:
+        """A file path from the config, relative to the project root."""
+        root = Path(getattr(self.context, "project_root", ".") or ".")
+        return path if path.is_absolute() else root / path
 
 
 class CollectorContext(Protocol):

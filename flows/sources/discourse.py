@@ -28,7 +28,7 @@ from selectolax.lexbor import LexborHTMLParser
 from flows.sources import register
 from flows.sources._dates import parse_iso
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 from nlp.text import html_to_text
 
 PLATFORM = "discourse"
@@ -87,13 +87,11 @@ def split_cooked(cooked: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 @register("discourse")
-class DiscourseCollector:
+class DiscourseCollector(BaseCollector):
     Options = DiscourseOptions
 
     def __init__(self, name: str, options: DiscourseOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
+        super().__init__(name, options, context)
         self.site = host_of(options.base_url)
 
     def check(self) -> None:

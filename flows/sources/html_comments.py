@@ -36,7 +36,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from flows.sources import register
 from flows.sources._dates import parse_iso, parse_loose
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import Batch, PostRecord, SkipRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SkipRecord, SourceError, SourceOptions
 from nlp.text import html_to_text
 
 PLATFORM = "blog"
@@ -648,13 +648,8 @@ def collect_pages(client: PoliteClient, source: str, start_url: str, *, site: st
 
 
 @register("html")
-class HtmlCommentsCollector:
+class HtmlCommentsCollector(BaseCollector):
     Options = HtmlOptions
-
-    def __init__(self, name: str, options: HtmlOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
 
     def check(self) -> None:
         if not self.options.urls:

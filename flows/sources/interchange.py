@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from flows.sources import register
-from flows.sources.base import Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 
 REQUIRED = ("id", "thread_id", "created_at", "text")
 OPTIONAL = ("parent_id", "author", "url", "platform", "lang", "site")
@@ -70,16 +70,14 @@ def parse_row(row: dict[str, Any], default_platform: str, default_site: str) -> 
     )
 
 
-class _FileCollector:
+class _FileCollector(BaseCollector):
     """Shared reading loop; subclasses yield (line number, row or parse error) pairs."""
 
     Options = InterchangeOptions
 
     def __init__(self, name: str, options: InterchangeOptions, context: Any):
-        self.name = name
-        self.options = options
-        root = Path(getattr(context, "project_root", ".") or ".")
-        self.path = options.path if options.path.is_absolute() else root / options.path
+        super().__init__(name, options, context)
+        self.path = self.resolve_path(options.path)
 
     def rows(self, handle) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
         raise NotImplementedError

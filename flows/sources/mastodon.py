@@ -55,7 +55,7 @@ from flows.sources._mastodon_records import (
     id_key,
     to_record,
 )
-from flows.sources.base import Batch, PostRecord, SkipRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SkipRecord, SourceError, SourceOptions
 
 log = logging.getLogger("framewatch.sources.mastodon")
 
@@ -152,13 +152,11 @@ def parse_thread(spec: str, instance: str) -> tuple[str, str | None, str | None]
 
 
 @register("mastodon")
-class MastodonCollector:
+class MastodonCollector(BaseCollector):
     Options = MastodonOptions
 
     def __init__(self, name: str, options: MastodonOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
+        super().__init__(name, options, context)
         self.http = context.http
         self.cursor: dict[str, Any] = {}
         self._servers: dict[str, Server] = {}

@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from flows.sources import register
 from flows.sources._dates import parse_iso, parse_struct
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 from flows.sources.discourse import split_cooked
 from flows.sources.html_comments import page_native_id
 
@@ -85,13 +85,8 @@ def _author(entry: Any) -> str | None:
 
 
 @register("rss")
-class RssCollector:
+class RssCollector(BaseCollector):
     Options = RssOptions
-
-    def __init__(self, name: str, options: RssOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
 
     def check(self) -> None:
         if not self.options.feeds:

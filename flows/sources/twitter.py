@@ -49,7 +49,7 @@ from pydantic import Field, field_validator, model_validator
 from flows.sources import register
 from flows.sources._dates import parse_iso, parse_twitter_classic
 from flows.sources._http import PoliteClient
-from flows.sources.base import Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 
 log = logging.getLogger("framewatch.sources.twitter")
 
@@ -214,16 +214,13 @@ class _Parser:
 
 
 @register("twitter")
-class TwitterCollector:
+class TwitterCollector(BaseCollector):
     Options = TwitterOptions
 
     def __init__(self, name: str, options: TwitterOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
+        super().__init__(name, options, context)
         self.parser = _Parser(options)
-        root = Path(getattr(context, "project_root", ".") or ".")
-        self.paths = [p if p.is_absolute() else root / p for p in options.files]
+        self.paths = [self.resolve_path(p) for p in options.files]
 
     def check(self) -> None:
         if self.options.searches() and not self.context.secret(self.options.token_env):

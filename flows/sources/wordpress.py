@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from flows.sources import register
 from flows.sources._dates import parse_iso
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 from flows.sources.html_comments import PLATFORM, Selectors, collect_pages
 
 _REST_OFF_CODES = {
@@ -70,13 +70,11 @@ class _RestOff(Exception):
 
 
 @register("wordpress")
-class WordPressCollector:
+class WordPressCollector(BaseCollector):
     Options = WordPressOptions
 
     def __init__(self, name: str, options: WordPressOptions, context: Any):
-        self.name = name
-        self.options = options
-        self.context = context
+        super().__init__(name, options, context)
         self.site = host_of(options.site)
         self.api = (options.api_root or f"{options.site}/wp-json").rstrip("/")
         self.rest_off: str | None = None
