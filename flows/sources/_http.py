@@ -99,6 +99,11 @@ def parse_reset(value: str | None, now: float | None = None) -> float | None:
         return max(0.0, stamp.timestamp() - now)
     except ValueError:
         pass
+    return _seconds_until_http_date(value, now)
+
+
+def _seconds_until_http_date(value: str, now: float) -> float | None:
+    """Seconds from ``now`` to an HTTP date (RFC 9110), or None if it is not one."""
     try:
         stamp = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -119,15 +124,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        stamp = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if stamp is None:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return max(0.0, stamp.timestamp() - (time.time() if now is None else now))
+    return _seconds_until_http_date(value, time.time() if now is None else now)
 
 
 @dataclass
