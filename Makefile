@@ -2,6 +2,9 @@
 #   make demo   create .venv, install, run the nightly flow on the demo corpus, print the report path
 #   make test   same set-up (plus Debian chromium for browser tests), then the whole test suite
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip's notes about optional local package folders are noise here
+QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,9 +26,9 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with $(PYTHON)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing torch 2.13.0 (CPU build) before anything that needs torch"
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 2>&1 | $(QUIET_PIP)
 	@echo "==> installing framewatch and its test tools"
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' 2>&1 | $(QUIET_PIP)
 	@touch $(STAMP)
 	@echo "==> installed"
 
