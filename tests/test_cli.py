@@ -92,7 +92,7 @@ def test_run_on_the_demo_fills_every_view_records_each_stage_and_prints_the_repo
 
     def scalar(sql: str) -> str:
         out = invoke("sql", "--config", str(demo_project), "--csv", sql)
-        return out.output.splitlines()[1]
+        return list(csv.reader(io.StringIO(out.output)))[1][0]
 
     assert scalar("select count(distinct post_id) from post_framings") == "60"
     assert scalar("select count(distinct post_id) from post_stances") == "60"
