@@ -71,6 +71,14 @@ def host_of(url: str) -> str:
     return host
 
 
+def require_http_url(value: str) -> str:
+    """A base URL from the config: http(s) with a host, without a trailing slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
 def parse_reset(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait according to a rate-limit reset header value.
 

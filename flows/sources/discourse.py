@@ -27,7 +27,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from flows.sources import register
 from flows.sources._dates import parse_iso
-from flows.sources._http import PoliteClient, host_of
+from flows.sources._http import PoliteClient, host_of, require_http_url
 from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 from nlp.text import html_to_text
 
@@ -47,10 +47,7 @@ class DiscourseOptions(SourceOptions):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return require_http_url(value)
 
 
 def topic_id(ref: int | str) -> int | None:

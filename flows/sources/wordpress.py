@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 
 from flows.sources import register
 from flows.sources._dates import parse_iso
-from flows.sources._http import PoliteClient, host_of
+from flows.sources._http import PoliteClient, host_of, require_http_url
 from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 from flows.sources.html_comments import PLATFORM, Selectors, collect_pages
 
@@ -55,10 +55,7 @@ class WordPressOptions(SourceOptions):
     @field_validator("site")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return require_http_url(value)
 
 
 class _RestOff(Exception):
