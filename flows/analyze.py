@@ -76,6 +76,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
                                model_name)
                 done += len(chunk)
                 embedded += len(todo)
+                log.info("analysed %d/%d posts (%.0f posts/s)", done, total, done / (time.monotonic() - started))
                 if progress:
                     progress(done, total)
     finally:
