@@ -8,7 +8,6 @@ classified from their stored embedding and their parent's, so nothing is encoded
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from prefect import task
 
 from flows.context import collector_context, run_logger, settings_from
 from framewatch.config import Settings
+from framewatch.jsonl import read_jsonl
 from nlp import embed
 from nlp.codebook import Codebook, load_codebook
 from nlp.framing import (
@@ -56,25 +56,23 @@ def _label_rows(path: Path, codebook: Codebook, problems: list[str]) -> list[dic
     if not path.exists():
         problems.append(f"{path}: label file not found")
         return rows
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or not row.get("id"):
-                    raise ValueError("needs an id")
-                framings = row.get("framings") or []
-                if not isinstance(framings, list):
-                    raise ValueError("framings must be a list")
-                stance = row.get("stance")
-                codebook.check_labels(framings, stance)
-                if stance is None:
-                    raise ValueError("needs a stance")
-            except (json.JSONDecodeError, ValueError) as exc:
-                problems.append(f"{path}:{line_no}: {exc}")
-                continue
-            rows.append(row | {"_where": f"{path}:{line_no}", "_file": path.stem})
+    for line_no, row, problem in read_jsonl(path):
+        try:
+            if problem:
+                raise ValueError(problem)
+            if not row.get("id"):
+                raise ValueError("needs an id")
+            framings = row.get("framings") or []
+            if not isinstance(framings, list):
+                raise ValueError("framings must be a list")
+            stance = row.get("stance")
+            codebook.check_labels(framings, stance)
+            if stance is None:
+                raise ValueError("needs a stance")
+        except ValueError as exc:
+            problems.append(f"{path}:{line_no}: {exc}")
+            continue
+        rows.append(row | {"_where": f"{path}:{line_no}", "_file": path.stem})
     return rows
 
 

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framewatch.jsonl import read_jsonl
 from framewatch.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
 
 out = Console()
@@ -56,23 +57,12 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> tuple[list[tuple[int, 
     if not path.is_file():
         _fail(f"{path}: file not found", 2)
     rows, problems = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path}:{line_no}: invalid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(row, dict):
-                problems.append(f"{path}:{line_no}: not an object")
-                continue
-            missing = [k for k in required if row.get(k) in (None, "")]
-            if missing:
-                problems.append(f"{path}:{line_no}: missing {', '.join(missing)}")
-                continue
-            rows.append((line_no, row))
+    for line_no, row, problem in read_jsonl(path):
+        missing = [k for k in required if row.get(k) in (None, "")] if row is not None else []
+        if problem or missing:
+            problems.append(f"{path}:{line_no}: {problem or 'missing ' + ', '.join(missing)}")
+            continue
+        rows.append((line_no, row))
     return rows, problems
 
 

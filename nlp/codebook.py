@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def _snake_case(value: str) -> str:
+    """Keys and names are lower_snake_case, so they work as column values and file names."""
+    if not _KEY.match(value):
+        raise ValueError(f"{value!r} must be lower_snake_case (letters, digits, underscores)")
+    return value
+
+
 class CodebookError(Exception):
     """A codebook problem a user must fix; the message names the file and the key."""
 
@@ -47,9 +54,7 @@ class Framing(BaseModel):
     @field_validator("key")
     @classmethod
     def _key_shape(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError(f"{value!r} must be lower_snake_case (letters, digits, underscores)")
-        return value
+        return _snake_case(value)
 
     @field_validator("label", "definition")
     @classmethod
@@ -130,9 +135,7 @@ class Codebook(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _KEY.match(value):
-            raise ValueError(f"{value!r} must be lower_snake_case (letters, digits, underscores)")
-        return value
+        return _snake_case(value)
 
     @model_validator(mode="after")
     def _unique(self) -> "Codebook":

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
 from flows.sources import register
+from framewatch.jsonl import jsonl_objects
 from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
 
 REQUIRED = ("id", "thread_id", "created_at", "text")
@@ -113,13 +113,7 @@ class _FileCollector(BaseCollector):
 @register("jsonl")
 class JsonlCollector(_FileCollector):
     def rows(self, handle):
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield line_no, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+        return jsonl_objects(handle)
 
 
 @register("csv")
