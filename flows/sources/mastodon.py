@@ -367,6 +367,27 @@ class MastodonCollector(BaseCollector):
 
     # -- timelines (hashtags, accounts) -----------------------------------------------
 
+    def _end_page(self, key: str, label: str, batch: Batch, pending: Batch | None, pages: int, done: bool,
+                  since: str | None, newest: str | None, walk_max: str | None
+                  ) -> tuple[Batch | None, Batch | None, bool]:
+        """Close one page of a newest-first walk: give it the cursor that holds once it is stored
+        (the new since_id only when the walk is complete, else where to resume), merge it into the
+        pending batch, and say whether a batch is ready and whether the walk stops here."""
+        if done:
+            batch.cursor = self._snapshot(key, {"since_id": newest or since})
+        else:
+            batch.cursor = self._snapshot(key, {"since_id": since, "walk": {"max_id": walk_max, "newest": newest}})
+        stop = done or bool(self.options.max_pages and pages >= self.options.max_pages)
+        pending = self._merge(pending, batch)
+        ready = None
+        if stop or pages % self.options.pages_per_batch == 0:
+            pending.requests = self._counter.take()
+            ready, pending = pending, None
+        if stop and not done:
+            log.info("%s: %s: stopped after max_pages=%d; the next run continues the walk",
+                     self.name, label, self.options.max_pages)
+        return pending, ready, stop
+
     def _timeline(self, key: str, label: str, fetch: Callable[..., Any]) -> Iterator[Batch]:
         server = self._server(self.options.instance)
         state = self.cursor.get(key) or {}
@@ -403,21 +424,10 @@ class MastodonCollector(BaseCollector):
             pages += 1
             has_next = getattr(reply.value, "_pagination_next", None) is not None
             done = not statuses or reached_known or not has_next or oldest is None
-            if done:
-                batch.cursor = self._snapshot(key, {"since_id": newest or since})
-            else:
-                batch.cursor = self._snapshot(key, {"since_id": since, "walk": {"max_id": oldest, "newest": newest}})
-            stop = done or bool(self.options.max_pages and pages >= self.options.max_pages)
-            pending = self._merge(pending, batch)
-            if stop or pages % self.options.pages_per_batch == 0:
-                pending.requests = self._counter.take()
-                yield pending
-                pending = None
-            if done:
-                return
+            pending, ready, stop = self._end_page(key, label, batch, pending, pages, done, since, newest, oldest)
+            if ready is not None:
+                yield ready
             if stop:
-                log.info("%s: %s: stopped after max_pages=%d; the next run continues the walk",
-                         self.name, label, self.options.max_pages)
                 return
             reply = server.call(f"{label} (next page)", server.client.fetch_next, reply.value)
 
@@ -485,19 +495,8 @@ class MastodonCollector(BaseCollector):
                 self._add(batch, to_record(status, server.site))
             pages += 1
             done = fresh == 0
-            if done:
-                batch.cursor = self._snapshot(key, {"since_id": newest or since})
-            else:
-                batch.cursor = self._snapshot(key, {"since_id": since, "walk": {"max_id": max_id, "newest": newest}})
-            stop = done or bool(self.options.max_pages and pages >= self.options.max_pages)
-            pending = self._merge(pending, batch)
-            if stop or pages % self.options.pages_per_batch == 0:
-                pending.requests = self._counter.take()
-                yield pending
-                pending = None
-            if done:
-                return
+            pending, ready, stop = self._end_page(key, label, batch, pending, pages, done, since, newest, max_id)
+            if ready is not None:
+                yield ready
             if stop:
-                log.info("%s: %s: stopped after max_pages=%d; the next run continues the walk",
-                         self.name, label, self.options.max_pages)
                 return
