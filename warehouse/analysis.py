@@ -29,12 +29,20 @@ WHERE p.deleted_at IS NULL AND p.text IS NOT NULL AND (n.post_id IS NULL OR e.po
 """
 
 
-def pending_posts(con: duckdb.DuckDBPyConnection, embed_model: str, limit: int) -> pd.DataFrame:
-    """Up to ``limit`` posts lacking NLP results or an embedding for their current content."""
+def pending_posts(con: duckdb.DuckDBPyConnection, embed_model: str, limit: int,
+                  exclude: list[str] | None = None) -> pd.DataFrame:
+    """Up to ``limit`` posts lacking NLP results or an embedding for their current content.
+
+    ``exclude`` holds post ids already handed out and not yet stored (work in flight).
+    """
     select = ("p.post_id, p.text, p.spoiler_text, p.lang AS source_lang, p.content_hash, "
               "n.post_id IS NULL AS need_nlp, e.post_id IS NULL AS need_embedding")
-    return con.execute(_PENDING.format(select=select, tail="ORDER BY p.post_id LIMIT ?"),
-                       [embed_model, limit]).df()
+    tail = "ORDER BY p.post_id LIMIT ?"
+    params: list = [embed_model, limit]
+    if exclude:
+        tail = "AND p.post_id NOT IN (SELECT unnest(?::VARCHAR[])) " + tail
+        params = [embed_model, exclude, limit]
+    return con.execute(_PENDING.format(select=select, tail=tail), params).df()
 
 
 def store_analysis(
