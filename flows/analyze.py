@@ -98,7 +98,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
     model_name = embed.model_version()
     spacy_model = settings.analysis.spacy_model
     con = open_warehouse(settings.warehouse_path)
-    done = embedded = 0
+    done = embedded = workers = 0
     try:
         total = count_pending(con, model_name)
         workers = runner.workers if runner else worker_count(settings.analysis.workers, total)
@@ -134,7 +134,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
     finally:
         con.close()
     seconds = time.monotonic() - started
-    stats = {"posts": done, "embedded": embedded, "seconds": round(seconds, 2),
+    stats = {"posts": done, "embedded": embedded, "workers": workers, "seconds": round(seconds, 2),
              "posts_per_s": round(done / seconds, 1) if seconds and done else None}
     log.info("analyzed %d posts (%d embedded) in %.1f s", done, embedded, seconds)
     return stats
