@@ -20,15 +20,21 @@ pytestmark = pytest.mark.slow
 
 DEV_SET = PROJECT_ROOT.parent / "shared" / "framings" / "dev.jsonl"
 # Measured on shared/framings/dev.jsonl with the model trained on the project's own data only
-# (demo corpus + written set + codebook): framing macro-F1 0.614, stance macro-F1 0.524.
+# (demo corpus + written sets + codebook): framing macro-F1 0.679, stance macro-F1 0.549.
 # The floors leave room for numeric drift and small label edits.
-DEV_FRAMING_MACRO_F1_FLOOR = 0.55
-DEV_STANCE_MACRO_F1_FLOOR = 0.46
-# Grouped (by thread) cross-validation on the project's labels, measured 0.786 and 0.754.
-CV_FRAMING_MACRO_F1_FLOOR = 0.72
-CV_STANCE_MACRO_F1_FLOOR = 0.68
-LABEL_FILES = [PROJECT_ROOT / "config" / "framings" / "labels" / name
-               for name in ("social_credit_demo.jsonl", "social_credit_written.jsonl")]
+DEV_FRAMING_MACRO_F1_FLOOR = 0.62
+DEV_STANCE_MACRO_F1_FLOOR = 0.49
+# Grouped (by thread) cross-validation on the project's labels, measured 0.840 and 0.750.
+CV_FRAMING_MACRO_F1_FLOOR = 0.78
+CV_STANCE_MACRO_F1_FLOOR = 0.69
+def _demo_label_files() -> list[Path]:
+    import tomllib
+
+    config = tomllib.loads((PROJECT_ROOT / "config" / "demo.toml").read_text(encoding="utf-8"))
+    return [PROJECT_ROOT / name for name in config["analysis"]["labels"]]
+
+
+LABEL_FILES = _demo_label_files()
 
 
 def _label_counts() -> tuple[int, int]:
@@ -213,7 +219,7 @@ def test_written_labels_are_self_contained_and_grouped(trained):
     _, codebook, _, tset = trained
     written = [i for i in tset.items if i.origin == "written"]
     assert len(written) == _label_counts()[0] - 60
-    assert all(i.group.startswith("social_credit_written:") for i in written)
+    assert all(i.group.split(":")[0] in {p.stem for p in LABEL_FILES} for i in written)
     assert sum(1 for i in written if i.parent_text) >= 60
     assert not tset.problems
 
