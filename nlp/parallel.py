@@ -3,7 +3,8 @@
 On a 2-core machine MiniLM with two torch threads encodes ~1.75× faster than with one, and
 spaCy runs on one thread only. Two single-threaded worker processes that each run spaCy and
 the encoder on their own batches keep both cores busy without the two libraries fighting
-over them, which is what lets analyze approach the encoder's own speed (bench/bench_analyze.py).
+over them: on 10k posts analyze went from 0.55x to 0.72x the encoder's posts/s
+(bench/bench_analyze.py). Each worker holds its own copy of the models (several hundred MB).
 
 Small runs stay in the calling process: starting a worker costs loading torch, spaCy and
 MiniLM again (several seconds), more than a few hundred posts take to analyse.
