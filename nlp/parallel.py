@@ -31,7 +31,7 @@ def worker_count(configured: int, pending: int) -> int:
     return workers
 
 
-def _init_worker(threads: int, spacy_model: str) -> None:
+def _init_worker(threads: int, spacy_model: str, entities: bool) -> None:
     """Pin the worker's math libraries to its share of cores and load the models once."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
@@ -41,7 +41,7 @@ def _init_worker(threads: int, spacy_model: str) -> None:
     from nlp import embed, linguistic
 
     embed.load_encoder()
-    linguistic.load_pipeline(spacy_model)
+    linguistic.load_pipeline(spacy_model, entities)
 
 
 class _InProcess(Executor):
@@ -59,14 +59,15 @@ class _InProcess(Executor):
 class BatchRunner:
     """Submits AnalysisBatches to worker processes (or runs them here when workers == 0)."""
 
-    def __init__(self, workers: int, spacy_model: str):
+    def __init__(self, workers: int, spacy_model: str, entities: bool = True):
         self.workers = workers
         self._spacy_model = spacy_model
+        self._entities = entities
         if workers:
             threads = max(1, (os.cpu_count() or 1) // workers)
             self._executor: Executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(threads, spacy_model),
+                initializer=_init_worker, initargs=(threads, spacy_model, entities),
             )
         else:
             self._executor = _InProcess()
@@ -76,7 +77,8 @@ class BatchRunner:
 
     def warm(self) -> None:
         """Start every worker and wait until its models are loaded (benchmarks time warm workers)."""
-        empty = AnalysisBatch(nlp_texts=[], declared_langs=[], embed_texts=[], spacy_model=self._spacy_model)
+        empty = AnalysisBatch(nlp_texts=[], declared_langs=[], embed_texts=[], spacy_model=self._spacy_model,
+                              entities=self._entities)
         for future in [self.submit(empty) for _ in range(max(1, self.workers))]:
             future.result()
 

@@ -81,3 +81,20 @@ def test_worker_processes_store_what_an_in_process_run_stores(tmp_path):
     assert vec_a.shape == vec_b.shape == (60, 384)
     # One torch thread per worker sums in another order than two: equal up to float rounding.
     assert np.abs(vec_a - vec_b).max() < 1e-4
+
+
+def test_entities_off_skips_the_recogniser_but_keeps_sentences_and_lemmas(tmp_path):
+    seeds = PROJECT_ROOT / "config/demo/seed_posts.jsonl"
+    settings = make_settings(tmp_path, [{"name": "demo", "type": "jsonl", "path": str(seeds)}],
+                             analysis={"entities": False})
+    collect_one(settings, "demo", "c")
+    assert analyze_posts(settings, "a")["posts"] == 60
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM post_entity_store").fetchone()[0] == 0
+        pipelines = {r[0] for r in con.execute("SELECT DISTINCT pipeline FROM post_nlp").fetchall()}
+        with_lemmas = con.execute("SELECT count(*) FROM post_nlp WHERE len(lemmas) > 0 AND n_sentences > 0").fetchone()[0]
+    finally:
+        con.close()
+    assert len(pipelines) == 1 and "ner" not in pipelines.pop().split(":")[1]
+    assert with_lemmas >= 55
