@@ -54,7 +54,7 @@ def _batch(part: pd.DataFrame, spacy_model: str, entities: bool) -> AnalysisBatc
     )
 
 
-def _nlp_frames(part: pd.DataFrame, result: AnalysisResult, pipeline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _nlp_frames(part: pd.DataFrame, result: AnalysisResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     todo = part[part.need_nlp]
     results = result.analyses
     nlp_rows = pd.DataFrame({
@@ -66,7 +66,7 @@ def _nlp_frames(part: pd.DataFrame, result: AnalysisResult, pipeline: str) -> tu
         "n_sentences": [len(r.sentences) for r in results],
         "sentences": [r.sentences for r in results],
         "lemmas": [r.lemmas for r in results],
-        "pipeline": pipeline,
+        "pipeline": result.pipeline,
     })
     entities = [(pid, *ent) for pid, r in zip(todo.post_id, results) for ent in r.entities]
     entity_rows = pd.DataFrame(entities, columns=["post_id", "text", "label", "start_char", "end_char"])
@@ -76,14 +76,15 @@ def _nlp_frames(part: pd.DataFrame, result: AnalysisResult, pipeline: str) -> tu
 def _store_chunk(con, parts: list[pd.DataFrame], results: list[AnalysisResult], model_name: str) -> int:
     nlp_frames, entity_frames, embedding_frames = [], [], []
     for part, result in zip(parts, results):
-        nlp_rows, entity_rows = _nlp_frames(part, result, result.pipeline)
+        nlp_rows, entity_rows = _nlp_frames(part, result)
         todo = part[part.need_embedding]
         nlp_frames.append(nlp_rows)
         entity_frames.append(entity_rows)
         embedding_frames.append(embedding_frame(todo.post_id.tolist(), todo.content_hash.tolist(), result.vectors))
+    embeddings = pd.concat(embedding_frames, ignore_index=True)
     store_analysis(con, pd.concat(nlp_frames, ignore_index=True), pd.concat(entity_frames, ignore_index=True),
-                   pd.concat(embedding_frames, ignore_index=True), model_name)
-    return sum(len(part[part.need_embedding]) for part in parts)
+                   embeddings, model_name)
+    return len(embeddings)
 
 
 def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = None,
