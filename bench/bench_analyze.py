@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_analyze.py --posts 10000
 
-Prints posts/s of MiniLM alone (encode only, all cores, models loaded), of spaCy alone (one
-thread), and of analyze end to end (reading from and writing to DuckDB, spaCy + MiniLM on
-worker processes already started, like the encoder's model already loaded), the ratio
-analyze / encoder, and separately how long starting the workers took (a cold run pays it
+Prints posts/s of MiniLM alone (encode only, all cores, models loaded) in fp32 (the reference
+figure) and at the precision analyze uses (``auto``: bf16 on CPUs with native bf16), of spaCy
+alone (one thread), and of analyze end to end (reading from and writing to DuckDB, spaCy + MiniLM on
+worker processes already started, like the encoder's model already loaded), the ratios
+analyze / fp32 encoder and analyze / encoder at analyze's precision, and separately how long starting the workers took (a cold run pays it
 once: add it to the analyze time for the cold figure).
 """
 
@@ -27,6 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--no-entities", action="store_true", help="analyse with [analysis] entities = false")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="[analysis] encoder_precision for analyze")
     args = parser.parse_args()
 
     from flows.analyze import analyze_posts
@@ -37,13 +40,21 @@ def main() -> None:
 
     posts = generate(args.posts)
     texts = [p["text"] for p in posts]
-    embed.encode(texts[:32])  # load the model outside the timings
+    precision = embed.resolve_precision(args.precision)
+    embed.encode(texts[:32], precision="fp32")  # load the model outside the timings
+    embed.encode(texts[:32], precision=precision)
     entities = not args.no_entities
     linguistic.load_pipeline(entities=entities)
 
     t = time.perf_counter()
-    embed.encode(texts)
+    embed.encode(texts, precision="fp32")
     encoder_rate = len(texts) / (time.perf_counter() - t)
+    if precision == "fp32":
+        same_precision_rate = encoder_rate
+    else:
+        t = time.perf_counter()
+        embed.encode(texts, precision=precision)
+        same_precision_rate = len(texts) / (time.perf_counter() - t)
 
     sample = texts[: min(len(texts), 2000)]
     t = time.perf_counter()
@@ -54,7 +65,8 @@ def main() -> None:
         folder = Path(folder)
         data = write_jsonl(posts, folder / "posts.jsonl")
         settings = make_settings(folder, [{"name": "bench", "type": "jsonl", "path": str(data)}],
-                                 analysis={"batch_size": 512, "entities": entities})
+                                 analysis={"batch_size": 512, "entities": entities,
+                                           "encoder_precision": precision})
         collect_one(settings, "bench", "bench")
         workers = worker_count(settings.analysis.workers, len(posts))
         t = time.perf_counter()
@@ -73,11 +85,14 @@ def main() -> None:
     result = {
         "posts": len(texts),
         "entities": entities,
-        "encoder_posts_per_s": round(encoder_rate, 1),
+        "encoder_fp32_posts_per_s": round(encoder_rate, 1),
+        "analyze_precision": precision,
+        f"encoder_{precision}_posts_per_s": round(same_precision_rate, 1),
         "spacy_posts_per_s": round(spacy_rate, 1),
         "analyze_workers": workers,
         "analyze_posts_per_s": round(analyze_rate, 1),
-        "ratio_analyze_to_encoder": round(analyze_rate / encoder_rate, 3),
+        "ratio_analyze_to_fp32_encoder": round(analyze_rate / encoder_rate, 3),
+        f"ratio_analyze_to_{precision}_encoder": round(analyze_rate / same_precision_rate, 3),
         "worker_start_seconds": round(start_s, 1),
         "cold_ratio_including_worker_start": round(stats["posts"] / (analyze_s + start_s) / encoder_rate, 3),
         "second_analyze_posts": again["posts"],

@@ -21,7 +21,7 @@ from prefect import flow, task
 
 from flows.context import run_logger, settings_from
 from flows.recording import recorded_run
-from framewatch.config import Settings
+from framewatch.config import AnalysisConfig, Settings
 from nlp import embed
 from nlp.batch import AnalysisBatch, AnalysisResult
 from nlp.parallel import BatchRunner, worker_count
@@ -44,13 +44,13 @@ def _split(chunk: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     return [part for part in (ordered.iloc[i::parts] for i in range(parts)) if len(part)]
 
 
-def _batch(part: pd.DataFrame, spacy_model: str, entities: bool) -> AnalysisBatch:
+def _batch(part: pd.DataFrame, analysis: AnalysisConfig) -> AnalysisBatch:
     todo_nlp = part[part.need_nlp]
     todo_embed = part[part.need_embedding]
     return AnalysisBatch(
         nlp_texts=todo_nlp.text.tolist(), declared_langs=todo_nlp.source_lang.tolist(),
         embed_texts=[_embedding_text(t, s) for t, s in zip(todo_embed.text, todo_embed.spoiler_text)],
-        spacy_model=spacy_model, entities=entities,
+        spacy_model=analysis.spacy_model, entities=analysis.entities, precision=analysis.encoder_precision,
     )
 
 
@@ -117,7 +117,7 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
                     if chunk.empty:
                         break
                     parts = _split(chunk, workers)
-                    in_flight.append((parts, [runner.submit(_batch(part, spacy_model, entities)) for part in parts]))
+                    in_flight.append((parts, [runner.submit(_batch(part, settings.analysis)) for part in parts]))
                 if not in_flight:
                     break
                 parts, futures = in_flight.popleft()
@@ -135,7 +135,9 @@ def analyze_posts(settings: Settings, run_id: str, progress: Progress | None = N
     finally:
         con.close()
     seconds = time.monotonic() - started
-    stats = {"posts": done, "embedded": embedded, "workers": workers, "seconds": round(seconds, 2),
+    stats = {"posts": done, "embedded": embedded, "workers": workers,
+             "encoder_precision": embed.resolve_precision(settings.analysis.encoder_precision),
+             "seconds": round(seconds, 2),
              "posts_per_s": round(done / seconds, 1) if seconds and done else None}
     log.info("analyzed %d posts (%d embedded) in %.1f s", done, embedded, seconds)
     return stats

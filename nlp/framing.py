@@ -109,9 +109,13 @@ class TextVectors:
 
     def _encoder(self) -> Callable[[list[str]], np.ndarray]:
         if self._encode is None:
+            from functools import partial
+
             from nlp.embed import encode
 
-            self._encode = encode
+            # fp32: which texts miss the cache changes batch make-up, and only fp32 vectors
+            # are the same to 1e-7 whatever their batch neighbours (training stays deterministic)
+            self._encode = partial(encode, precision="fp32")
         return self._encode
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:

@@ -327,7 +327,8 @@ def default_word_encoder(words: list[str]) -> np.ndarray:
 
     missing = sorted({w for w in words if w not in _WORD_VECTORS})
     if missing:
-        for word, vector in zip(missing, encode(missing)):
+        # fp32: the missing words differ from run to run, and bf16 vectors shift with batch make-up
+        for word, vector in zip(missing, encode(missing, precision="fp32")):
             _WORD_VECTORS[word] = vector
     return np.stack([_WORD_VECTORS[w] for w in words]) if words else np.zeros((0, 384), dtype=np.float32)
 

@@ -9,7 +9,7 @@ import pytest
 
 from flows.analyze import analyze_posts
 from flows.collect import collect_one
-from nlp import linguistic
+from nlp import embed, linguistic
 from nlp.attribute_index import attribute_index_for
 from nlp.parallel import MIN_POSTS_FOR_WORKERS, BatchRunner, worker_count
 from tests.conftest import PROJECT_ROOT
@@ -70,7 +70,7 @@ def test_worker_processes_store_what_an_in_process_run_stores(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         settings = make_settings(folder, [{"name": "demo", "type": "jsonl", "path": str(seeds)}],
-                                 analysis={"batch_size": 8})
+                                 analysis={"batch_size": 8, "encoder_precision": "fp32"})
         collect_one(settings, "demo", "c")
         with BatchRunner(workers, settings.analysis.spacy_model) as runner:
             stats = analyze_posts(settings, "a", runner=runner)
@@ -79,8 +79,20 @@ def test_worker_processes_store_what_an_in_process_run_stores(tmp_path):
     (nlp_a, ents_a, vec_a), (nlp_b, ents_b, vec_b) = stored
     assert nlp_a == nlp_b and ents_a == ents_b
     assert vec_a.shape == vec_b.shape == (60, 384)
-    # One torch thread per worker sums in another order than two: equal up to float rounding.
+    # One torch thread per worker sums in another order than two: equal up to float rounding
+    # (fp32 here; bf16 vectors also move with their batch neighbours, see the next test).
     assert np.abs(vec_a - vec_b).max() < 1e-4
+
+
+def test_bf16_vectors_point_where_fp32_vectors_point():
+    texts = [json.loads(line)["text"] for line in (PROJECT_ROOT / "config/demo/seed_posts.jsonl").read_text().splitlines()]
+    fp32 = embed.encode(texts, precision="fp32")
+    bf16 = embed.encode(texts, precision="bf16")
+    assert not np.array_equal(fp32, bf16)  # the autocast really changed the arithmetic
+    assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
+    assert (fp32 * bf16).sum(axis=1).min() > 0.999
+    # Nearest neighbours, which topics and the classifier's anchors rely on, stay the same.
+    assert ((fp32 @ fp32.T).argsort(axis=1)[:, -2] == (bf16 @ bf16.T).argsort(axis=1)[:, -2]).mean() > 0.95
 
 
 def test_entities_off_skips_the_recogniser_but_keeps_sentences_and_lemmas(tmp_path):

@@ -50,6 +50,25 @@ def test_source_without_type_names_the_key(tmp_path):
         load_settings(write(tmp_path, '[[sources]]\nname = "a"\n'))
 
 
+def test_encoder_precision_accepts_auto_fp32_bf16_only(tmp_path):
+    assert load_settings(write(tmp_path, '[analysis]\nencoder_precision = "fp32"\n')).analysis.encoder_precision == "fp32"
+    with pytest.raises(ConfigError, match=r"analysis\.encoder_precision"):
+        load_settings(write(tmp_path, '[analysis]\nencoder_precision = "fp16"\n'))
+
+
+def test_auto_precision_means_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from nlp import embed
+
+    monkeypatch.setattr(embed, "native_bf16", lambda: True)
+    assert embed.resolve_precision("auto") == "bf16"
+    assert embed.resolve_precision("fp32") == "fp32"
+    monkeypatch.setattr(embed, "native_bf16", lambda: False)
+    assert embed.resolve_precision("auto") == "fp32"
+    assert embed.resolve_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="unknown encoder precision 'int8'"):
+        embed.resolve_precision("int8")
+
+
 def test_invalid_toml_is_reported_with_the_file(tmp_path):
     path = write(tmp_path, "[warehouse\n")
     with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML"):
