@@ -96,6 +96,11 @@ class BaseCollector:
         self.options = options
         self.context = context
 
+    def require(self, option: str, hint: str) -> None:
+        """A list option the source cannot work without: empty is a config error that names it."""
+        if not getattr(self.options, option):
+            raise SourceError(self.name, f"{option} is empty; {hint}", fatal_config=True)
+
     def resolve_path(self, path: Path) -> Path:
         """A file path from the config, relative to the project root."""
         root = Path(getattr(self.context, "project_root", ".") or ".")

@@ -95,8 +95,7 @@ class DiscourseCollector(BaseCollector):
         bad = [ref for ref in self.options.topics if topic_id(ref) is None]
         if bad:
             raise SourceError(self.name, f"cannot read a topic id from {bad[0]!r}", fatal_config=True)
-        if not self.options.topics:
-            raise SourceError(self.name, "topics is empty", fatal_config=True)
+        self.require("topics", "list topic URLs or ids")
         if self.options.api_key_env and not self.context.secret(self.options.api_key_env):
             raise SourceError(self.name, f"environment variable {self.options.api_key_env} is not set",
                               fatal_config=True)

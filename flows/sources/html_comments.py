@@ -36,7 +36,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from flows.sources import register
 from flows.sources._dates import parse_iso, parse_loose
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import BaseCollector, Batch, PostRecord, SkipRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SkipRecord, SourceOptions
 from nlp.text import html_to_text
 
 PLATFORM = "blog"
@@ -652,8 +652,7 @@ class HtmlCommentsCollector(BaseCollector):
     Options = HtmlOptions
 
     def check(self) -> None:
-        if not self.options.urls:
-            raise SourceError(self.name, "urls is empty; list the pages to collect", fatal_config=True)
+        self.require("urls", "list the pages to collect")
 
     def collect(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         self.check()

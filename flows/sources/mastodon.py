@@ -151,6 +151,15 @@ def parse_thread(spec: str, instance: str) -> tuple[str, str | None, str | None]
     return base, None, spec
 
 
+def _newer(current: str | None, sid: str) -> str:
+    """The later of two status ids (ids order by their numeric key, not as strings)."""
+    return sid if current is None or id_key(sid) > id_key(current) else current
+
+
+def _older(current: str | None, sid: str) -> str:
+    return sid if current is None or id_key(sid) < id_key(current) else current
+
+
 @register("mastodon")
 class MastodonCollector(BaseCollector):
     Options = MastodonOptions
@@ -388,6 +397,15 @@ class MastodonCollector(BaseCollector):
                      self.name, label, self.options.max_pages)
         return pending, ready, stop
 
+    def _checked(self, reply: Any, statuses: list[Any], label: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, status) for each status of a page; a broken one is a malformed-reply error."""
+        for status in statuses:
+            try:
+                check_status(status, label)
+            except ValueError as exc:
+                raise self._malformed(reply, str(exc)) from None
+            yield str(status["id"]), status
+
     def _timeline(self, key: str, label: str, fetch: Callable[..., Any]) -> Iterator[Batch]:
         server = self._server(self.options.instance)
         state = self.cursor.get(key) or {}
@@ -409,17 +427,11 @@ class MastodonCollector(BaseCollector):
             batch = Batch(fetched=len(statuses))
             reached_known = False
             oldest: str | None = None
-            for status in statuses:
-                try:
-                    check_status(status, label)
-                except ValueError as exc:
-                    raise self._malformed(reply, str(exc)) from None
-                sid = str(status["id"])
+            for sid, status in self._checked(reply, statuses, label):
                 if since and id_key(sid) <= id_key(since):
                     reached_known = True  # a later page without since_id reached stored ground
                     continue
-                newest = sid if newest is None or id_key(sid) > id_key(newest) else newest
-                oldest = sid if oldest is None or id_key(sid) < id_key(oldest) else oldest
+                newest, oldest = _newer(newest, sid), _older(oldest, sid)
                 self._add(batch, to_record(status, server.site))
             pages += 1
             has_next = getattr(reply.value, "_pagination_next", None) is not None
@@ -481,17 +493,11 @@ class MastodonCollector(BaseCollector):
             batch = Batch(fetched=len(statuses))
             fresh = 0
             page_max = max_id
-            for status in statuses:
-                try:
-                    check_status(status, label)
-                except ValueError as exc:
-                    raise self._malformed(reply, str(exc)) from None
-                sid = str(status["id"])
+            for sid, status in self._checked(reply, statuses, label):
                 if (since and id_key(sid) <= id_key(since)) or (page_max and id_key(sid) >= id_key(page_max)):
                     continue
                 fresh += 1
-                newest = sid if newest is None or id_key(sid) > id_key(newest) else newest
-                max_id = sid if max_id is None or id_key(sid) < id_key(max_id) else max_id
+                newest, max_id = _newer(newest, sid), _older(max_id, sid)
                 self._add(batch, to_record(status, server.site))
             pages += 1
             done = fresh == 0

@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from flows.sources import register
 from flows.sources._dates import parse_iso, parse_struct
 from flows.sources._http import PoliteClient, host_of
-from flows.sources.base import BaseCollector, Batch, PostRecord, SourceError, SourceOptions
+from flows.sources.base import BaseCollector, Batch, PostRecord, SourceOptions
 from flows.sources.discourse import split_cooked
 from flows.sources.html_comments import page_native_id
 
@@ -89,8 +89,7 @@ class RssCollector(BaseCollector):
     Options = RssOptions
 
     def check(self) -> None:
-        if not self.options.feeds:
-            raise SourceError(self.name, "feeds is empty; list the feed URLs", fatal_config=True)
+        self.require("feeds", "list the feed URLs")
 
     def collect(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         self.check()

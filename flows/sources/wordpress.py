@@ -77,8 +77,7 @@ class WordPressCollector(BaseCollector):
         self.rest_off: str | None = None
 
     def check(self) -> None:
-        if not self.options.posts:
-            raise SourceError(self.name, "posts is empty; list post ids or URLs", fatal_config=True)
+        self.require("posts", "list post ids or URLs")
 
     # -- state ---------------------------------------------------------------------------
 
