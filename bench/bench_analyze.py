@@ -28,6 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--no-entities", action="store_true", help="analyse with [analysis] entities = false")
+    parser.add_argument("--encoder-sample", type=int, default=0,
+                        help="time the raw encoder on the first N posts only (0 = all; for 100k runs)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="[analysis] encoder_precision for analyze")
     args = parser.parse_args()
@@ -46,15 +48,16 @@ def main() -> None:
     entities = not args.no_entities
     linguistic.load_pipeline(entities=entities)
 
+    timed = texts[: args.encoder_sample] if args.encoder_sample else texts
     t = time.perf_counter()
-    embed.encode(texts, precision="fp32")
-    encoder_rate = len(texts) / (time.perf_counter() - t)
+    embed.encode(timed, precision="fp32")
+    encoder_rate = len(timed) / (time.perf_counter() - t)
     if precision == "fp32":
         same_precision_rate = encoder_rate
     else:
         t = time.perf_counter()
-        embed.encode(texts, precision=precision)
-        same_precision_rate = len(texts) / (time.perf_counter() - t)
+        embed.encode(timed, precision=precision)
+        same_precision_rate = len(timed) / (time.perf_counter() - t)
 
     sample = texts[: min(len(texts), 2000)]
     t = time.perf_counter()
@@ -84,6 +87,7 @@ def main() -> None:
 
     result = {
         "posts": len(texts),
+        "encoder_timed_on_posts": len(timed),
         "entities": entities,
         "encoder_fp32_posts_per_s": round(encoder_rate, 1),
         "analyze_precision": precision,
