@@ -4,10 +4,11 @@
 
 Prints posts/s of MiniLM alone (encode only, all cores, models loaded) in fp32 (the reference
 figure) and at the precision analyze uses (``auto``: bf16 on CPUs with native bf16), of spaCy
-alone (one thread), and of analyze end to end (reading from and writing to DuckDB, spaCy + MiniLM on
-worker processes already started, like the encoder's model already loaded), the ratios
-analyze / fp32 encoder and analyze / encoder at analyze's precision, and separately how long starting the workers took (a cold run pays it
-once: add it to the analyze time for the cold figure).
+alone (one thread), and of analyze end to end (reading from and writing to DuckDB, spaCy +
+MiniLM on worker processes already started, like the encoder's model already loaded); the
+ratios analyze / fp32 encoder and analyze / encoder at analyze's precision; and separately how
+long starting the workers took (a cold run pays it once: add it to the analyze time for the
+cold figure).
 """
 
 from __future__ import annotations
