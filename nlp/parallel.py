@@ -3,7 +3,7 @@
 On a 2-core machine MiniLM with two torch threads encodes ~1.75× faster than with one, and
 spaCy runs on one thread only. Two single-threaded worker processes that each run spaCy and
 the encoder on their own batches keep both cores busy without the two libraries fighting
-over them: on 10k posts analyze went from 0.55x to 0.72x the encoder's posts/s
+over them: on 10k posts analyze went from 0.55x to 0.72x the fp32 encoder's posts/s
 (bench/bench_analyze.py). Each worker holds its own copy of the models (several hundred MB).
 
 Small runs stay in the calling process: starting a worker costs loading torch, spaCy and
