@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import generate, write_jsonl  # noqa: E402
+from nlp import embed  # noqa: E402  (numpy only; torch loads on first encode)
 
 
 def main() -> None:
@@ -31,13 +32,13 @@ def main() -> None:
     parser.add_argument("--no-entities", action="store_true", help="analyse with [analysis] entities = false")
     parser.add_argument("--encoder-sample", type=int, default=0,
                         help="time the raw encoder on the first N posts only (0 = all; for 100k runs)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", default="auto", choices=embed.PRECISIONS,
                         help="[analysis] encoder_precision for analyze")
     args = parser.parse_args()
 
     from flows.analyze import analyze_posts
     from flows.collect import collect_one
-    from nlp import embed, linguistic
+    from nlp import linguistic
     from nlp.parallel import BatchRunner, worker_count
     from tests.support.settings import make_settings
 
